@@ -1,0 +1,121 @@
+"""Confinement and limits for the worker process.
+
+Where bubblewrap (``bwrap``) works, the worker sees a read-only view of the system
+and of the Python installation, the kit's own package, the MNIST cache, and one
+private writable scratch directory that is its working directory. It has no network,
+its own user, process, IPC and host namespaces (inside, it is ``nobody``), and no
+capabilities. Course files (``assignments/``, ``solutions/``,
+other submissions, the gradebook) are simply not in its view.
+
+Where bubblewrap is missing or refused (macOS, a container without user namespaces),
+grading still works: :func:`confinement` says why it is off and every report says the
+run was unconfined.
+
+Limits are set with ``setrlimit`` before the worker starts: address space, processes,
+file size, open files, no core dumps. Time limits are enforced by the session.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Limits", "confinement", "worker_command", "NOBODY"]
+
+NOBODY = 65534
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one submission. Times in seconds, sizes in bytes."""
+    cell_timeout: float = 60.0          # one cell or one check's call into student code
+    notebook_timeout: float = 600.0     # everything one submission may run, in total
+    memory: int = 6 * 2**30             # address space of the worker (torch alone maps ~1.5 GiB)
+    processes: int = 256                # threads count as processes for the kernel
+    file_size: int = 512 * 2**20        # largest file the worker may write
+    open_files: int = 512
+    reply_bytes: int = 2 * 2**30        # largest answer the grader accepts from the worker
+
+    def apply(self) -> None:
+        """Set the limits on the current process (called in the child before exec)."""
+        pairs = [(resource.RLIMIT_AS, self.memory), (resource.RLIMIT_NPROC, self.processes),
+                 (resource.RLIMIT_FSIZE, self.file_size), (resource.RLIMIT_NOFILE, self.open_files),
+                 (resource.RLIMIT_CORE, 0)]
+        for which, value in pairs:
+            try:
+                resource.setrlimit(which, (value, value))
+            except (ValueError, OSError):
+                pass
+
+
+@functools.lru_cache(maxsize=None)
+def confinement() -> tuple[bool, str]:
+    """Whether workers can be confined here, and a sentence saying how or why not."""
+    if os.environ.get("AUTOGRADER_UNCONFINED") == "1":
+        return False, "confinement switched off by AUTOGRADER_UNCONFINED=1"
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False, "bubblewrap (bwrap) is not installed"
+    try:
+        probe = subprocess.run([bwrap, *_bwrap_base([]), "--", "/bin/true"],
+                               capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, f"bubblewrap could not start: {exc}"
+    if probe.returncode != 0:
+        reason = probe.stderr.decode(errors="replace").strip().splitlines()
+        return False, f"bubblewrap refused to run here: {reason[-1] if reason else probe.returncode}"
+    return True, "confined with bubblewrap (read-only system, private scratch, no network)"
+
+
+def _bwrap_base(readable: list[Path]) -> list[str]:
+    """bwrap's options: namespaces, a read-only system, and the ``readable`` paths."""
+    args = ["--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--hostname", "worker", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for d in SYSTEM_DIRS:
+        args += ["--ro-bind-try", d, d]
+    seen = set(SYSTEM_DIRS)
+    for path in readable:
+        p = str(path)
+        if p in seen or any(p.startswith(s + "/") for s in SYSTEM_DIRS):
+            continue
+        args += ["--ro-bind", p, p]
+        seen.add(p)
+    return args
+
+
+def python_paths() -> list[Path]:
+    """What the worker's interpreter needs to see: the install, the venv, the kit."""
+    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix),
+             Path(os.path.realpath(sys.executable)).parent.parent,
+             Path(__file__).resolve().parent}
+    return sorted(p for p in paths if p.exists())
+
+
+def worker_command(scratch: Path, readable: list[Path], fds: tuple[int, int],
+                   env: dict[str, str]) -> tuple[list[str], dict[str, str], bool]:
+    """The argv and environment that start a worker, and whether it is confined."""
+    worker = [sys.executable, "-X", "faulthandler", "-m", "autograder.worker", *map(str, fds)]
+    confined, _ = confinement()
+    if not confined:
+        return worker, env, False
+    args = ["bwrap", *_bwrap_base([*python_paths(), *readable]),
+            "--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--clearenv"]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return [*args, "--", *worker], {}, True
+
+
+def prepare_child(limits: Limits):
+    """A ``preexec_fn``: a new session (so the whole group can be killed) and the limits."""
+    def _pre() -> None:
+        os.setsid()
+        limits.apply()
+    return _pre

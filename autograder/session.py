@@ -1,0 +1,242 @@
+"""The grader's handle on one submission's worker process.
+
+A :class:`Session` starts a worker (confined where possible, see
+:mod:`autograder.sandbox`), runs the submission's cells in it, and asks it questions.
+Every answer is checked by the grader; a worker that dies, hangs, or sends garbage
+is killed and replaced by a fresh one that replays the cells that had run cleanly, so
+one crashing exercise never costs another its points.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import codec, sandbox
+from .sandbox import Limits
+
+__all__ = ["Session", "WorkerDied", "CellRun", "Evaluation"]
+
+STARTUP_TIMEOUT = 120.0
+
+
+class WorkerDied(RuntimeError):
+    """The worker stopped answering: it crashed, was killed, or timed out."""
+
+
+@dataclass
+class CellRun:
+    """What happened when one cell of the submission ran."""
+    label: str
+    status: str                     # ok | error | timeout | crashed | skipped
+    error: dict | None = None       # ename, evalue, traceback (the student's frames)
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def reason(self) -> str:
+        if self.error:
+            return f"{self.error.get('ename')}: {self.error.get('evalue')}"
+        return self.status
+
+
+@dataclass
+class Evaluation:
+    """The answer to one grader snippet, decoded in the grader's process."""
+    status: str
+    values: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    error: dict | None = None
+    stdout: str = ""
+
+
+class Session:
+    """One worker process at a time for one submission."""
+
+    def __init__(self, limits: Limits = Limits(), readable: list[Path] = (),
+                 env: dict[str, str] | None = None) -> None:
+        self.limits = limits
+        self.readable = [Path(p) for p in readable]
+        self.env = env or {}
+        self.confined, self.confinement_note = sandbox.confinement()
+        self.replay: list[tuple[str, str]] = []     # cells that ran cleanly, for a restart
+        self.started_at = time.monotonic()
+        self.restarts = 0
+        self._proc: subprocess.Popen | None = None
+        self._scratch: Path | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                codec.send(self._req_w, {"op": "bye"})
+            except OSError:
+                pass
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+            _kill(proc)
+            for fd in (self._req_w, self._rep_r):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left of the whole submission's time budget."""
+        return self.limits.notebook_timeout - (time.monotonic() - self.started_at)
+
+    def _start(self) -> None:
+        self._scratch = Path(tempfile.mkdtemp(prefix="autograder-scratch-"))
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self._scratch),
+               "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+               "TMPDIR": str(self._scratch), **self.env}
+        for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+            if key in os.environ:
+                env.setdefault(key, os.environ[key])
+        try:
+            argv, popen_env, _ = sandbox.worker_command(self._scratch, self.readable,
+                                                        (req_r, rep_w), env)
+            self._proc = subprocess.Popen(
+                argv, env=popen_env or env, cwd=self._scratch, pass_fds=(req_r, rep_w),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                preexec_fn=sandbox.prepare_child(self.limits))
+        finally:
+            for fd in (req_r, rep_w):
+                os.close(fd)
+        self._req_w, self._rep_r = req_w, rep_r
+        self._request_raw(None, STARTUP_TIMEOUT)   # wait for "ready"
+
+    def _ensure(self) -> None:
+        if self._proc is None:
+            self._start()
+            for label, source in self.replay:
+                reply = self._request({"op": "run", "source": source, "label": label,
+                                       "timeout": self.limits.cell_timeout})
+                if reply[0].get("status") != "ok":     # ran cleanly before; skip it from now on
+                    self.replay.remove((label, source))
+
+    def _die(self, reason: str) -> WorkerDied:
+        proc, self._proc = self._proc, None
+        detail = reason
+        if proc is not None:
+            try:
+                proc.wait(timeout=0.5)      # let a process that is exiting report why
+            except subprocess.TimeoutExpired:
+                pass
+            _kill(proc)
+            code = proc.returncode
+            if code is not None and code < 0:
+                name = signal.Signals(-code).name
+                detail += f" (it was stopped by {name}"
+                detail += ", most likely for using too much memory)" if name == "SIGKILL" else ")"
+            elif code not in (None, 0):
+                detail += f" (it exited with status {code}: something called os._exit or crashed)"
+            for fd in (self._req_w, self._rep_r):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+        self.restarts += 1
+        return WorkerDied(detail)
+
+    # ------------------------------------------------------------------ requests
+    def _request_raw(self, header: dict | None, timeout: float, buffers: list = ()) -> tuple[dict, list]:
+        deadline = time.monotonic() + max(0.1, min(timeout, self.remaining + 5))
+        try:
+            if header is not None:
+                codec.send(self._req_w, header, buffers)
+            return codec.recv(self._rep_r, max_bytes=self.limits.reply_bytes, deadline=deadline)
+        except TimeoutError:
+            raise self._die(f"it was still running after {timeout:g} s") from None
+        except (EOFError, BrokenPipeError, OSError):
+            raise self._die("the worker process died") from None
+        except codec.ProtocolError as exc:
+            raise self._die(f"the worker sent a malformed answer: {exc}") from None
+
+    def _request(self, header: dict, buffers: list = ()) -> tuple[dict, list]:
+        self._ensure()
+        if self.remaining <= 0:
+            raise WorkerDied(f"the submission used up its {self.limits.notebook_timeout:g} s time budget")
+        timeout = min(self.limits.cell_timeout, self.remaining)
+        header = {**header, "timeout": timeout}
+        return self._request_raw(header, timeout + 5, buffers)
+
+    def run_cell(self, label: str, source: str) -> CellRun:
+        """Run one cell of the submission; never raises for student misbehaviour."""
+        try:
+            reply, _ = self._request({"op": "run", "source": source, "label": label})
+        except WorkerDied as exc:
+            return CellRun(label, "crashed", {"ename": "WorkerDied", "evalue": str(exc), "traceback": ""})
+        run = CellRun(label, str(reply.get("status")), reply.get("error"),
+                      str(reply.get("stdout", "")), str(reply.get("stderr", "")))
+        if run.status == "ok":
+            self.replay.append((label, source))
+        return run
+
+    def evaluate(self, code: str, *, inputs: dict | None = None, overrides: dict | None = None,
+                 definitions: dict[str, str] | None = None, outputs: tuple[str, ...] = ("result",),
+                 seed: int | None = None) -> Evaluation:
+        """Run a grader snippet; raises :class:`WorkerDied` if the worker does not survive it."""
+        buffers: list = []
+        header = {"op": "eval", "code": code, "outputs": list(outputs), "seed": seed,
+                  "inputs": {k: codec.encode(v, buffers) for k, v in (inputs or {}).items()},
+                  "overrides": {k: codec.encode(v, buffers) for k, v in (overrides or {}).items()},
+                  "definitions": dict(definitions or {})}
+        reply, out = self._request(header, buffers)
+        try:
+            values = {k: codec.decode(v, out) for k, v in dict(reply.get("values", {})).items()}
+            after = {k: codec.decode(v, out) for k, v in dict(reply.get("overrides", {})).items()}
+        except (codec.ProtocolError, TypeError, ValueError, AttributeError) as exc:
+            raise self._die(f"the worker sent a malformed answer: {exc}") from None
+        return Evaluation(str(reply.get("status")), values, after, reply.get("error"),
+                          str(reply.get("stdout", "")))
+
+    def get(self, *names: str) -> dict[str, Any]:
+        """The notebook's globals ``names``, decoded (``codec.MISSING`` when undefined)."""
+        reply, out = self._request({"op": "get", "names": list(names)})
+        try:
+            return {k: codec.decode(v, out) for k, v in dict(reply.get("values", {})).items()}
+        except (codec.ProtocolError, TypeError, ValueError, AttributeError) as exc:
+            raise self._die(f"the worker sent a malformed answer: {exc}") from None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill the worker and everything it started (its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.kill()
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
