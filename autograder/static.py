@@ -1,0 +1,116 @@
+"""Checks that read the submission's source (in the grader, never in the worker).
+
+The from-scratch rule: an exercise may not call the operator it rebuilds. Names are
+resolved through the notebook's own imports, so ``import torch.nn.functional as F``
+followed by ``F.relu(x)`` is caught as ``torch.nn.functional.relu``.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+__all__ = ["Rule", "Finding", "aliases", "find_banned", "bare_squeeze_calls"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Banned dotted-name prefixes, banned method names, and whether ``@`` is banned."""
+    prefixes: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    matmul_operator: bool = False
+    attributes: tuple[str, ...] = ()        # attribute names banned anywhere (e.g. requires_grad)
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    line: int
+
+
+def _parse(source: str) -> ast.Module | None:
+    from .executor import transform_magics
+    try:
+        return ast.parse(transform_magics(source))
+    except (SyntaxError, ValueError):
+        return None
+
+
+def aliases(notebook_source: str) -> dict[str, str]:
+    """Local name -> dotted module path, from every import in the notebook."""
+    table = {"torch": "torch"}
+    tree = _parse(notebook_source)
+    if tree is None:
+        return table
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname:
+                    table[a.asname] = a.name
+                else:
+                    table[a.name.split(".")[0]] = a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                table[a.asname or a.name] = f"{node.module}.{a.name}"
+    return table
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def find_banned(source: str, rule: Rule, table: dict[str, str]) -> list[Finding]:
+    """Uses of banned operators in ``source`` (the exercise's cell)."""
+    tree = _parse(source)
+    if tree is None:
+        return []
+    found: list[Finding] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Name)):
+            dotted = _dotted(node)
+            if dotted:
+                head, _, rest = dotted.partition(".")
+                full = table.get(head, head) + ("." + rest if rest else "")
+                if any(full == p or full.startswith(p + ".") for p in rule.prefixes):
+                    found.append(Finding(full, node.lineno))
+                    continue
+            if isinstance(node, ast.Attribute) and node.attr in rule.attributes:
+                found.append(Finding(node.attr, node.lineno))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in rule.methods:
+                found.append(Finding(f".{node.func.attr}()", node.lineno))
+        if isinstance(node, ast.keyword) and node.arg in rule.attributes:
+            found.append(Finding(node.arg, getattr(node.value, "lineno", 0)))
+        if rule.matmul_operator and isinstance(node, (ast.BinOp, ast.AugAssign)) \
+                and isinstance(node.op, ast.MatMult):
+            found.append(Finding("@", node.lineno))
+    # one finding per name, outermost first (torch.nn.functional.relu, not also torch.nn)
+    unique: dict[int, Finding] = {}
+    for f in sorted(found, key=lambda f: (f.line, -len(f.name))):
+        if not any(u.line == f.line and u.name.startswith(f.name) for u in unique.values()):
+            unique[len(unique)] = f
+    return list(unique.values())
+
+
+def bare_squeeze_calls(source: str) -> list[int]:
+    """Lines that call ``.squeeze()`` or ``torch.squeeze(x)`` without naming an axis."""
+    tree = _parse(source)
+    if tree is None:
+        return []
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in ("squeeze", "squeeze_"):
+            is_function = _dotted(node.func) in ("torch.squeeze", "torch.squeeze_")
+            positional = len(node.args) - (1 if is_function else 0)
+            has_dim = positional > 0 or any(k.arg == "dim" for k in node.keywords)
+            if not has_dim:
+                lines.append(node.lineno)
+    return lines
