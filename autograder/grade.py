@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import checks
-from .checks import fully_connected  # noqa: F401  (registers the exercises)
+from .checks import backward, fully_connected, matmul  # noqa: F401  (register the exercises)
 from .notebook import Notebook, NotebookError, read_notebook
 from .report import ExerciseResult, NotebookReport
 from .sandbox import Limits

@@ -88,10 +88,10 @@ def read_notebook(path: str | Path) -> Notebook:
     except UnicodeDecodeError:
         raise NotebookError(f"{path.name} is not a text file (not UTF-8): it is not a notebook") from None
     except json.JSONDecodeError as exc:
-        where = "it ends too early (truncated?)" if exc.pos >= len(raw.rstrip()) - 1 else \
-            f"line {exc.lineno}, column {exc.colno}"
-        raise NotebookError(f"{path.name} is not valid JSON ({exc.msg} at {where}); "
-                            f"the file is damaged: re-download your notebook or restore a saved copy") from None
+        where = "it ends too early, as if truncated" if exc.pos >= len(raw.rstrip()) - 1 else \
+            f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+        raise NotebookError(f"{path.name} is not valid JSON ({where}); the file is damaged: "
+                            f"restore a saved copy (File > Revert) or start again from the release") from None
     if not isinstance(data, dict):
         raise NotebookError(f"{path.name} is JSON but not a notebook (its top level is not an object)")
     major = data.get("nbformat")

@@ -1,0 +1,1 @@
+"""Checks for the backward notebook (issue 5): not written yet."""

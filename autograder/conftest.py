@@ -1,0 +1,92 @@
+"""``pytest autograder``: grade notebooks, one test per exercise.
+
+With no options it grades the released notebooks in place (``release/*/*.ipynb``,
+what a self-learner edits); ``--notebook PATH`` (repeatable) grades any notebook.
+A failing test shows the teaching message and nothing else: no traceback from inside
+the grader. The wiring is off unless pytest is pointed at this folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+RELEASE = Path(__file__).resolve().parent.parent / "release"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("autograder", "grading lesson notebooks")
+    group.addoption("--notebook", action="append", default=[], metavar="PATH",
+                    help="grade this notebook (repeatable); default: the released notebooks")
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    if module_path.name == "test_notebooks.py" and module_path.parent == Path(__file__).parent:
+        return Notebooks.from_parent(parent, path=module_path)
+    return None
+
+
+class ExerciseFailed(Exception):
+    """Carries the teaching message of a failed exercise."""
+
+
+class Notebooks(pytest.File):
+    def collect(self):
+        paths = [Path(p) for p in self.config.getoption("notebook")] or sorted(RELEASE.glob("*/*.ipynb"))
+        if not paths:
+            raise pytest.UsageError("no notebooks to grade: pass --notebook PATH")
+        for path in paths:
+            yield NotebookItems.from_parent(self, name=path.name, path_=path)
+
+
+class NotebookItems(pytest.Collector):
+    def __init__(self, *, path_: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.notebook_path = path_
+        self._report = None
+
+    def collect(self):
+        from autograder import checks
+        from autograder.grade import identify
+        from autograder.notebook import NotebookError, read_notebook
+        try:
+            kind = identify(read_notebook(self.notebook_path))
+        except NotebookError as exc:
+            yield Exercise.from_parent(self, name="notebook", reason=str(exc))
+            return
+        for ex in checks.NOTEBOOKS[kind]:
+            yield Exercise.from_parent(self, name=ex.name)
+
+    def report(self):
+        if self._report is None:
+            from autograder.grade import grade_notebook
+            self._report = grade_notebook(self.notebook_path)
+        return self._report
+
+
+class Exercise(pytest.Item):
+    def __init__(self, *, reason: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.reason = reason
+
+    def runtest(self):
+        if self.reason:
+            raise ExerciseFailed(f"{self.parent.notebook_path}: {self.reason}")
+        report = self.parent.report()
+        if report.error:
+            raise ExerciseFailed(report.error)
+        for result in report.exercises:
+            if result.name == self.name:
+                if not result.passed:
+                    raise ExerciseFailed(result.message)
+                return
+        raise ExerciseFailed(f"{self.name}: no result was produced")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ExerciseFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.parent.notebook_path, None, f"{self.parent.name}::{self.name}"
