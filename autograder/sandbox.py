@@ -107,7 +107,8 @@ def worker_command(scratch: Path, readable: list[Path], fds: tuple[int, int],
     if not confined:
         return worker, env, False
     args = ["bwrap", *_bwrap_base([*python_paths(), *readable]),
-            "--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--clearenv"]
+            "--bind", str(scratch), str(scratch), "--remount-ro", "/",
+            "--chdir", str(scratch), "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
     return [*args, "--", *worker], {}, True

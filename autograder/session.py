@@ -148,6 +148,8 @@ class Session:
                 pass
             _kill(proc)
             code = proc.returncode
+            if self.confined and code is not None and 128 < code <= 128 + 64:
+                code = 128 - code          # bwrap reports its child's death by signal N as 128+N
             if code is not None and code < 0:
                 name = signal.Signals(-code).name
                 detail += f" (it was stopped by {name}"

@@ -228,7 +228,7 @@ def relu(sub, *, seed: int = 3) -> None:
 def shifted_relu(sub, *, seed: int = 4) -> None:
     title = "shifted_relu(x)"
     x = _randn(8, 6, seed=seed)
-    called = call(sub, title, "shifted_relu", x)
+    called = call(sub, title, "shifted_relu", x, definitions={"relu": REF_RELU})
     _unchanged(title, x, called.args[0], "x")
     _value(title, called.result, torch.relu(x) - 0.5, hints=[
         (torch.relu(x - 0.5), "Shift after the relu, not before: relu first, then subtract 0.5."),
