@@ -341,10 +341,26 @@ def kaiming_mode(sub, **_) -> None:
 
 
 # ----------------------------------------------------------------------------- model and loss
+REF_INITS = {"init_simple": "lambda i, o: torch.randn(i, o) / i ** 0.5",
+             "init_glorot": "lambda i, o: torch.randn(i, o) * (2 / (i + o)) ** 0.5",
+             "init_kaiming": "lambda i, o: torch.randn(i, o) * (2 / i) ** 0.5"}
+
+
 @exercise(NB, "params", 2, "w1, b1, w2, b2")
-def params(sub, **_) -> None:
+def params(sub, *, seed: int = 60, **_) -> None:
     title = "w1, b1, w2, b2"
-    v = sub.get("nh", "w1", "b1", "w2", "b2")
+    names = ("nh", "w1", "b1", "w2", "b2")
+    source = sub.source("params")
+    if source is None:
+        v = sub.get(*names)
+    else:
+        # Re-run the cell with the grader's initialisers, so a mistake in init_kaiming or
+        # init_simple is charged to that exercise, not to this one too.
+        ev = sub.evaluate(source, definitions=REF_INITS, outputs=names, seed=seed)
+        if ev.error:
+            v = sub.get(*names)
+        else:
+            v = ev.values
     nh = v["nh"]
     if nh is MISSING:
         raise Fail(f"{title}: nh is not defined.", hint="Set the hidden size nh = 50 in the params cell.")
