@@ -1,0 +1,66 @@
+"""nbgrader configuration for the course (nbgrader 0.9.6).
+
+Every path is computed from this file's location, so a command run from a subfolder
+(or with ``--CourseDirectory.root``) never creates a stray empty gradebook, and a copy
+of the course in another directory uses its own gradebook. Run nbgrader with the
+virtual environment's ``bin`` on ``PATH`` (creating a gradebook runs ``alembic``).
+
+Autograding never starts a Jupyter kernel: ``autograder.nbgrader_plugin.SandboxGrade``
+replaces ``Execute``, runs the student's cells in a confined worker and the test cells'
+checks in the grader. See ``autograder/nbgrader_plugin.py`` for each step.
+"""
+
+import os
+
+c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
+
+_ROOT = os.path.dirname(os.path.abspath(__file__))
+_PLUGIN = "autograder.nbgrader_plugin."
+
+c.CourseDirectory.course_id = "dl-foundations"
+c.CourseDirectory.root = _ROOT
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(_ROOT, "gradebook.db")
+c.CourseDirectory.source_directory = "assignments"
+c.CourseDirectory.release_directory = "release"
+# nbgrader's solution folder is left at its default: solutions/ holds the kit's own files.
+
+# ---------------------------------------------------------------- autograde
+# Unreadable submissions (invalid JSON, ...) are graded as empty notebooks (every test 0,
+# with the reason shown) instead of aborting that student's run.
+c.Autograde.exporter_class = _PLUGIN + "SafeNotebookExporter"
+
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",       # locked cells (all tests) back from the gradebook
+    _PLUGIN + "StripOrphanMetadata",               # changed grade_id: ordinary cell, not a crash
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Autograde.autograde_preprocessors = [
+    _PLUGIN + "SandboxGrade",                      # replaces nbgrader.preprocessors.Execute
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    _PLUGIN + "ZeroMissingGrades",                 # after SaveAutoGrades: no stale score on --force
+    "nbgrader.preprocessors.AssignLatePenalties",
+    _PLUGIN + "AddGradingNotes",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
+# Time limits, mapped onto autograder.sandbox.Limits.
+c.SandboxGrade.cell_timeout = 60          # seconds per student cell / per check's call
+c.SandboxGrade.notebook_timeout = 600     # seconds for all of one notebook's student code
+# A failed hidden test shows its teaching message (never its source); False: a generic line.
+c.SandboxGrade.show_hidden_messages = True
+
+# ---------------------------------------------------------------- feedback
+# No hidden test source or output, and self-contained HTML (no CDN script).
+c.GenerateFeedback.exporter_class = _PLUGIN + "OfflineFeedbackExporter"
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    _PLUGIN + "ScrubHiddenFeedback",               # before ClearHiddenTests: needs the delimiters
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
