@@ -70,7 +70,7 @@ SUBMISSIONS = {
                           {"kaiming_mode": "did not finish in time"}),
     "memory-hog": (lambda: _set(_nb(), "shifted_relu",
                                 "def shifted_relu(x):\n    big = torch.empty(40_000_000_000)\n    return big\n"),
-                   {"shifted_relu": "raised RuntimeError"}),
+                   {"shifted_relu": "more memory than the grader allows"}),
     "deleted-cell": (lambda: {**_nb(), "cells": [c for c in _nb()["cells"]
                                                  if c["metadata"].get("nbgrader", {}).get("grade_id") != "relu"]},
                      {"relu": "missing from the notebook"}),

@@ -75,6 +75,9 @@ def call(sub: Submission, title: str, fn: str, *args, seed: int | None = None,
             raise Fail(f"{title}: `{fn}` is not defined.",
                        hint="Run the cell that defines it; check the spelling of the name.")
         hint = hint_on_error(ev.error) if hint_on_error else None
+        if ename == "MemoryError" or "allocate memory" in evalue:
+            hint = ("Your code asked for more memory than the grader allows for one submission; "
+                    "the exercise needs only a few megabytes. Look for a tensor far larger than its inputs.")
         raise Fail(f"{title}: calling it raised {ename}.", *_traceback_lines(ev.error),
                    hint=hint or "Read the last line of the traceback, then the line of your code above it.")
     return Called(ev.values.get("result"), [ev.values.get(n) for n in names], ev.stdout)
