@@ -88,7 +88,9 @@ def read_notebook(path: str | Path) -> Notebook:
     except UnicodeDecodeError:
         raise NotebookError(f"{path.name} is not a text file (not UTF-8): it is not a notebook") from None
     except json.JSONDecodeError as exc:
-        where = "it ends too early, as if truncated" if exc.pos >= len(raw.rstrip()) - 1 else \
+        truncated = (exc.pos >= len(raw.rstrip()) - 1 or exc.msg.startswith("Unterminated string")
+                     or not raw.rstrip().endswith(b"}"))
+        where = "it ends too early, as if truncated" if truncated else \
             f"{exc.msg.removesuffix(' at')} at line {exc.lineno}, column {exc.colno}"
         raise NotebookError(f"{path.name} is not valid JSON ({where}); the file is damaged: "
                             f"restore a saved copy (File > Revert) or start again from the release") from None

@@ -78,7 +78,7 @@ def _bwrap_base(readable: list[Path]) -> list[str]:
     """bwrap's options: namespaces, a read-only system, and the ``readable`` paths."""
     args = ["--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
             "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--hostname", "worker", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+            "--hostname", "worker", "--proc", "/proc", "--dev", "/dev"]
     for d in SYSTEM_DIRS:
         args += ["--ro-bind-try", d, d]
     seen = set(SYSTEM_DIRS)

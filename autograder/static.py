@@ -91,6 +91,9 @@ def find_banned(source: str, rule: Rule, table: dict[str, str]) -> list[Finding]
         if rule.matmul_operator and isinstance(node, (ast.BinOp, ast.AugAssign)) \
                 and isinstance(node.op, ast.MatMult):
             found.append(Finding("@", node.lineno))
+    # one call is one finding: torch.relu(x) is not also the method call .relu()
+    found = [f for f in found if not (f.name.startswith(".") and any(
+        g.line == f.line and g.name.endswith(f.name[:-2]) and not g.name.startswith(".") for g in found))]
     # one finding per name, outermost first (torch.nn.functional.relu, not also torch.nn)
     unique: dict[int, Finding] = {}
     for f in sorted(found, key=lambda f: (f.line, -len(f.name))):

@@ -140,7 +140,8 @@ def normalize_data(sub, **_) -> None:
     xt_raw, _, xv_raw, _ = mnist()
     mean, std = xt_raw.mean(), xt_raw.std()
     for name, raw in (("x_train", xt_raw), ("x_valid", xv_raw)):
-        got = require_tensor(values[name], name)
+        got = require_tensor(values[name], f"{title}: {name}",
+                             hint_numpy="get_data should give tensors, so that normalising keeps them tensors.")
         expected = (raw - mean) / std
         if got.shape != expected.shape:
             raise Fail(f"{title}: {name} has the wrong shape.",
@@ -245,6 +246,7 @@ INITS = {
 }
 # Wrong scales students reach for, and what to say when the weights match one of them.
 CONFUSIONS = [
+    (lambda i, o: 1.0, "The weights have std 1: plain randn, not scaled yet."),
     (lambda i, o: math.sqrt(2 / i), "That is Kaiming's sqrt(2/n_in)."),
     (lambda i, o: 1 / math.sqrt(i), "That is the simplified 1/sqrt(n_in), without Kaiming's factor 2 "
                                     "(which makes up for relu zeroing half the activations)."),
@@ -253,7 +255,6 @@ CONFUSIONS = [
                                     "expects (n_out, n_in)."),
     (lambda i, o: 1 / math.sqrt(o), "That divides by sqrt(n_out); the fan-in is n_in."),
     (lambda i, o: math.sqrt(2 / (i + o)), "That is Glorot's sqrt(2/(n_in+n_out))."),
-    (lambda i, o: 1.0, "The weights have std 1: plain randn, not scaled yet."),
     (lambda i, o: 2 / i, "That is 2/n_in: the square root is missing."),
     (lambda i, o: 1 / i, "That is 1/n_in: the square root is missing."),
 ]
@@ -271,19 +272,29 @@ def judge_weights(title: str, w, n_in: int, n_out: int, sigma: float, formula: s
     if not w.is_floating_point():
         raise Fail(f"{title}: the weights should be floats.", f"Got {describe(w)}.")
     s = stats.weight_stats(w)
-    bounds = stats.weight_bounds(w.numel(), sigma)
-    bad = stats.violations(s, bounds)
+    n = w.numel()
+    bad = stats.violations(s, stats.weight_bounds(n, sigma))
     if not bad:
         return
     detail = (f"Expected mean 0 and std {formula} = {sigma:.4f} for ({n_in}, {n_out}); "
-              f"got mean {s['mean']:.4f}, std {s['rms']:.4f}.")
+              f"got mean {s['mean']:.4f}, std {s['std']:.4f}.")
+    # A mean far from 0 even by the weights' own spread: they are not centred (torch.rand).
+    if s["std"] > 0 and abs(s["mean"]) > stats.normal_quantile(1 - stats.ALPHA / 2) * s["std"] / math.sqrt(n):
+        raise Fail(f"{title}: the weights are not centred on 0.", detail,
+                   hint="Use a normal distribution with mean 0 (torch.randn), not torch.rand.")
     if "scale" in bad:
+        # Of the classic wrong scales that fit the weights, name the closest one.
+        fits, seen = [], {round(sigma, 12)}
         for scale, hint in confusions:
             alt = scale(n_in, n_out)
-            if abs(alt - sigma) > 1e-12 and not stats.violations(s, stats.weight_bounds(w.numel(), alt)):
-                raise Fail(f"{title}: the weights have the wrong scale.", detail, hint=hint)
+            if round(alt, 12) in seen:
+                continue
+            seen.add(round(alt, 12))
+            if s["rms"] > 0 and not stats.violations(s, stats.weight_bounds(n, alt)):
+                fits.append((abs(math.log(s["rms"] / alt)), hint))
         raise Fail(f"{title}: the weights have the wrong scale.", detail,
-                   hint=f"Draw from a standard normal, then multiply by the std the formula gives ({formula}).")
+                   hint=min(fits)[1] if fits else
+                   f"Draw from a standard normal, then multiply by the std the formula gives ({formula}).")
     if "mean" in bad:
         raise Fail(f"{title}: the weights are not centred on 0.", detail,
                    hint="Use a normal distribution with mean 0 (torch.randn), not torch.rand.")
