@@ -19,7 +19,8 @@ from ..report import ExerciseResult
 from ..session import WorkerDied
 from ..submission import Submission
 
-__all__ = ["Exercise", "exercise", "EXERCISES", "NOTEBOOKS", "run_exercise", "call", "Called"]
+__all__ = ["Exercise", "exercise", "EXERCISES", "NOTEBOOKS", "run_exercise", "call", "Called",
+           "fail_on_error"]
 
 
 @dataclass(frozen=True)
@@ -64,23 +65,31 @@ def call(sub: Submission, title: str, fn: str, *args, seed: int | None = None,
     code = f"result = {fn}({', '.join(names)})"
     ev = sub.evaluate(code, inputs=dict(zip(names, args)), overrides=overrides,
                       definitions=definitions, outputs=("result", *names), seed=seed)
+    fail_on_error(title, ev, (fn,), hint_on_error)
+    return Called(ev.values.get("result"), [ev.values.get(n) for n in names], ev.stdout)
+
+
+def fail_on_error(title: str, ev, names: tuple[str, ...] = (),
+                  hint_on_error: Callable[[dict], str | None] | None = None) -> None:
+    """Raise the student-facing :class:`Fail` for a snippet that timed out or raised."""
     if ev.status == "timeout":
         raise Fail(f"{title}: did not finish in time.",
                    hint="Look for a loop that never ends, or work far larger than the inputs need.")
-    if ev.error:
-        ename, evalue = ev.error.get("ename", "Error"), ev.error.get("evalue", "")
-        if ename == "NotImplementedError":
-            raise NotImplementedYet(f"{title}: not implemented yet.")
-        if ename == "NameError" and f"'{fn}'" in evalue:
-            raise Fail(f"{title}: `{fn}` is not defined.",
+    if not ev.error:
+        return
+    ename, evalue = ev.error.get("ename", "Error"), ev.error.get("evalue", "")
+    if ename == "NotImplementedError":
+        raise NotImplementedYet(f"{title}: not implemented yet.")
+    for name in names:
+        if ename == "NameError" and f"'{name}'" in evalue:
+            raise Fail(f"{title}: `{name}` is not defined.",
                        hint="Run the cell that defines it; check the spelling of the name.")
-        hint = hint_on_error(ev.error) if hint_on_error else None
-        if ename == "MemoryError" or "allocate memory" in evalue:
-            hint = ("Your code asked for more memory than the grader allows for one submission; "
-                    "the exercise needs only a few megabytes. Look for a tensor far larger than its inputs.")
-        raise Fail(f"{title}: calling it raised {ename}.", *_traceback_lines(ev.error),
-                   hint=hint or "Read the last line of the traceback, then the line of your code above it.")
-    return Called(ev.values.get("result"), [ev.values.get(n) for n in names], ev.stdout)
+    hint = hint_on_error(ev.error) if hint_on_error else None
+    if ename == "MemoryError" or "allocate memory" in evalue:
+        hint = ("Your code asked for more memory than the grader allows for one submission; "
+                "the exercise needs only a few megabytes. Look for a tensor far larger than its inputs.")
+    raise Fail(f"{title}: calling it raised {ename}.", *_traceback_lines(ev.error),
+               hint=hint or "Read the last line of the traceback, then the line of your code above it.")
 
 
 def _traceback_lines(error: dict) -> list[str]:

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from .. import static
 from ..codec import MISSING
-from ..feedback import Fail, NotImplementedYet, describe, difference, require_tensor, shape_str
-from . import _traceback_lines, call, exercise
+from ..feedback import Fail, describe, difference, require_tensor, shape_str
+from . import call, exercise, fail_on_error
 
 NB = "03_backward"
 NO_AUTOGRAD = static.Rule(prefixes=("torch.autograd", "torch.nn", "torch.func", "functorch"),
@@ -155,19 +155,7 @@ def _run(sub, title: str, names: tuple[str, ...], code: str, *, inputs: dict, ou
          overrides: dict | None = None, definitions: dict | None = None):
     """Run a grader snippet that calls the student's ``names``; Fail the way ``call`` does."""
     ev = sub.evaluate(code, inputs=inputs, overrides=overrides, definitions=definitions, outputs=outputs)
-    if ev.status == "timeout":
-        raise Fail(f"{title}: did not finish in time.",
-                   hint="Look for a loop that never ends, or work far larger than the inputs need.")
-    if ev.error:
-        ename, evalue = ev.error.get("ename", "Error"), ev.error.get("evalue", "")
-        if ename == "NotImplementedError":
-            raise NotImplementedYet(f"{title}: not implemented yet.")
-        for name in names:
-            if ename == "NameError" and f"'{name}'" in evalue:
-                raise Fail(f"{title}: `{name}` is not defined.",
-                           hint="Run the cell that defines it; check the spelling of the name.")
-        raise Fail(f"{title}: running it raised {ename}.", *_traceback_lines(ev.error),
-                   hint=_error_hint(ename, evalue))
+    fail_on_error(title, ev, names, lambda error: _error_hint(error.get("ename", ""), error.get("evalue", "")))
     return ev
 
 
