@@ -74,8 +74,8 @@ def transform_magics(source: str) -> str:
             out.append(line)
             continue
         indent, kind, name, rest = match.groups()
-        if kind == "%" and name in ("time", "timeit", "prun") and rest.strip():
-            out.append(indent + rest.split(" -", 1)[0] if rest.startswith("-") else indent + rest)
+        if kind == "%" and name in ("time", "timeit", "prun") and rest.strip() and not rest.startswith("-"):
+            out.append(indent + rest)
         else:
             out.append(indent + "pass")
     return "\n".join(out)

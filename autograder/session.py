@@ -130,13 +130,21 @@ class Session:
         self._request_raw(None, STARTUP_TIMEOUT)   # wait for "ready"
 
     def _ensure(self) -> None:
-        if self._proc is None:
+        """Start a worker if there is none, replaying the cells that had run cleanly.
+
+        A replayed cell that now fails or kills the worker is dropped from the replay.
+        """
+        while self._proc is None:
             self._start()
-            for label, source in self.replay:
-                reply = self._request({"op": "run", "source": source, "label": label,
-                                       "timeout": self.limits.cell_timeout})
-                if reply[0].get("status") != "ok":     # ran cleanly before; skip it from now on
-                    self.replay.remove((label, source))
+            for item in list(self.replay):
+                label, source = item
+                try:
+                    reply, _ = self._request({"op": "run", "source": source, "label": label})
+                except WorkerDied:
+                    self.replay.remove(item)
+                    break                      # no worker now: start another, replay the rest
+                if reply.get("status") != "ok":
+                    self.replay.remove(item)
 
     def _die(self, reason: str) -> WorkerDied:
         proc, self._proc = self._proc, None

@@ -571,3 +571,10 @@ def test_grading_a_damaged_file_reports_instead_of_raising(tmp_path):
     foreign = grade_notebook(write(tmp_path, nb_json(cells=[{"cell_type": "code", "source": "1",
                                                              "metadata": {}}]), "other.ipynb"))
     assert "none of this kit's exercises" in foreign.error
+
+
+def test_magics_are_made_harmless_outside_ipython():
+    """Do %time lines run their statement once, and other magics or shell lines do nothing?"""
+    from autograder.executor import transform_magics
+    assert transform_magics("%time y = f(x)\n  %timeit -n 3 g()\n!ls\n%%capture\nz = 2") == \
+        "y = f(x)\n  pass\npass\npass\nz = 2"
