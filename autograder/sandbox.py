@@ -11,8 +11,9 @@ Where bubblewrap is missing or refused (macOS, a container without user namespac
 grading still works: :func:`confinement` says why it is off and every report says the
 run was unconfined.
 
-Limits are set with ``setrlimit`` before the worker starts: address space, processes,
-file size, open files, no core dumps. Time limits are enforced by the session.
+Limits are set before the worker starts: address space, file size, open files and no
+core dumps with ``setrlimit``; processes and threads with a pids cgroup where one can be
+made (else ``RLIMIT_NPROC``). Time limits are enforced by the session.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import functools
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,15 +42,14 @@ class Limits:
     cell_timeout: float = 60.0          # one cell or one check's call into student code
     notebook_timeout: float = 600.0     # everything one submission may run, in total
     memory: int = 6 * 2**30             # address space of the worker (torch alone maps ~1.5 GiB)
-    processes: int = 256                # threads count as processes for the kernel
+    processes: int = 256                # processes and threads of one worker
     file_size: int = 512 * 2**20        # largest file the worker may write
     open_files: int = 512
     reply_bytes: int = 2 * 2**30        # largest answer the grader accepts from the worker
 
     def apply(self) -> None:
         """Set the limits on the current process (called in the child before exec)."""
-        pairs = [(resource.RLIMIT_AS, self.memory), (resource.RLIMIT_NPROC, self.processes),
-                 (resource.RLIMIT_FSIZE, self.file_size), (resource.RLIMIT_NOFILE, self.open_files),
+        pairs = [(resource.RLIMIT_AS, self.memory), (resource.RLIMIT_FSIZE, self.file_size), (resource.RLIMIT_NOFILE, self.open_files),
                  (resource.RLIMIT_CORE, 0)]
         for which, value in pairs:
             try:
@@ -114,9 +117,96 @@ def worker_command(scratch: Path, readable: list[Path], fds: tuple[int, int],
     return [*args, "--", *worker], {}, True
 
 
-def prepare_child(limits: Limits):
-    """A ``preexec_fn``: a new session (so the whole group can be killed) and the limits."""
+CGROUP_PIDS_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+
+
+def pids_cgroup(limit: int) -> Path | None:
+    """A fresh pids cgroup capped at ``limit`` tasks, where this process may make one.
+
+    The kernel's per-user RLIMIT_NPROC does not bind root, and for another user it counts
+    every process that user has; a cgroup caps exactly one worker's processes and threads.
+    Returns None where cgroups are not writable (then :func:`prepare_child` falls back).
+    """
+    for root in CGROUP_PIDS_ROOTS:
+        if not (root / "pids.max").exists() and not (root / "cgroup.procs").exists():
+            continue
+        path = root / f"autograder-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        try:
+            path.mkdir()
+        except OSError:
+            continue
+        try:
+            (path / "pids.max").write_text(str(limit))
+            return path
+        except OSError:
+            remove_cgroup(path)
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def process_cap() -> str:
+    """How a worker's process count is capped here: "cgroup", "rlimit" or "none"."""
+    probe = pids_cgroup(1)
+    if probe is not None:
+        remove_cgroup(probe)
+        return "cgroup"
+    return "none" if os.geteuid() == 0 else "rlimit"
+
+
+def kill_cgroup(path: Path) -> None:
+    """SIGKILL every task left in the cgroup (children that left the worker's process group)."""
+    try:
+        pids = (path / "cgroup.procs").read_text().split()
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+def remove_cgroup(path: Path | None) -> None:
+    if path is None:
+        return
+    for _ in range(50):                      # the killed tasks take a moment to leave
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
+def _user_threads() -> int:
+    """Threads this user runs now (what RLIMIT_NPROC counts)."""
+    uid, total = os.getuid(), 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    total += len(os.listdir(f"/proc/{entry.name}/task"))
+            except OSError:
+                pass
+    return total
+
+
+def prepare_child(limits: Limits, cgroup: Path | None = None):
+    """A ``preexec_fn``: a new session (so the whole group can be killed), the limits, and
+    the process cap: join ``cgroup``, or else an RLIMIT_NPROC above what the user runs now."""
+    nproc = None if cgroup is not None or os.geteuid() == 0 else _user_threads() + limits.processes
+    procs = str(cgroup / "cgroup.procs").encode() if cgroup is not None else None
+
     def _pre() -> None:
         os.setsid()
         limits.apply()
+        if procs is not None:
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        elif nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     return _pre

@@ -66,11 +66,14 @@ class Session:
         self.readable = [Path(p) for p in readable]
         self.env = env or {}
         self.confined, self.confinement_note = sandbox.confinement()
+        if sandbox.process_cap() == "none":
+            self.confinement_note += "; the number of processes is not capped (root, no writable cgroup)"
         self.replay: list[tuple[str, str]] = []     # cells that ran cleanly, for a restart
         self.started_at = time.monotonic()
         self.restarts = 0
         self._proc: subprocess.Popen | None = None
         self._scratch: Path | None = None
+        self._cgroup: Path | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Session":
@@ -90,12 +93,21 @@ class Session:
                 proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 pass
+        self._release(proc)
+
+    def _release(self, proc: subprocess.Popen | None) -> None:
+        """Kill the worker and everything it started; free its pipes, scratch and cgroup."""
+        if proc is not None:
             _kill(proc)
             for fd in (self._req_w, self._rep_r):
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+        if self._cgroup is not None:
+            sandbox.kill_cgroup(self._cgroup)
+            sandbox.remove_cgroup(self._cgroup)
+            self._cgroup = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
@@ -119,10 +131,11 @@ class Session:
         try:
             argv, popen_env, _ = sandbox.worker_command(self._scratch, self.readable,
                                                         (req_r, rep_w), env)
+            self._cgroup = sandbox.pids_cgroup(self.limits.processes)
             self._proc = subprocess.Popen(
                 argv, env=popen_env or env, cwd=self._scratch, pass_fds=(req_r, rep_w),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                preexec_fn=sandbox.prepare_child(self.limits))
+                preexec_fn=sandbox.prepare_child(self.limits, self._cgroup))
         finally:
             for fd in (req_r, rep_w):
                 os.close(fd)
@@ -164,14 +177,7 @@ class Session:
                 detail += ", most likely for using too much memory)" if name == "SIGKILL" else ")"
             elif code not in (None, 0):
                 detail += f" (it exited with status {code}: something called os._exit or crashed)"
-            for fd in (self._req_w, self._rep_r):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        self._release(proc)
         self.restarts += 1
         return WorkerDied(detail)
 

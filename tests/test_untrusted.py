@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from autograder.grade import grade_notebook
+from autograder import sandbox
 from autograder.sandbox import Limits, confinement
 from autograder.session import Session
 
@@ -213,3 +214,19 @@ def test_worker_death_is_reported_and_recovered():
         assert died.status == "crashed" and "SIGKILL" in died.error["evalue"]
         assert s.run_cell("c", "y = x + 1").status == "ok"
         assert s.get("y")["y"] == 42
+
+
+@pytest.mark.skipif(sandbox.process_cap() == "none",
+                    reason="no pids cgroup here, and RLIMIT_NPROC does not bind root")
+def test_fork_bomb_is_capped_and_cleaned_up():
+    """Does a fork bomb hit the process cap with a clear error, leave the worker usable,
+    and leave no process behind when the session closes?"""
+    with Session(Limits(processes=64, cell_timeout=30)) as s:
+        run = s.run_cell("bomb", "import os, time\nkids = 0\nwhile True:\n    if os.fork() == 0:\n"
+                                 "        time.sleep(120)\n        os._exit(0)\n    kids += 1\n")
+        assert run.status == "error" and run.error["ename"] == "BlockingIOError"
+        assert 0 < s.get("kids")["kids"] < 64
+        assert s.run_cell("after", "y = 1").status == "ok"
+        cgroup = s._cgroup
+    if cgroup is not None:
+        assert not cgroup.exists()

@@ -84,12 +84,21 @@ def fail_on_error(title: str, ev, names: tuple[str, ...] = (),
         if ename == "NameError" and f"'{name}'" in evalue:
             raise Fail(f"{title}: `{name}` is not defined.",
                        hint="Run the cell that defines it; check the spelling of the name.")
-    hint = hint_on_error(ev.error) if hint_on_error else None
-    if ename == "MemoryError" or "allocate memory" in evalue:
-        hint = ("Your code asked for more memory than the grader allows for one submission; "
-                "the exercise needs only a few megabytes. Look for a tensor far larger than its inputs.")
+    hint = _limit_hint(ev.error) or (hint_on_error(ev.error) if hint_on_error else None)
     raise Fail(f"{title}: calling it raised {ename}.", *_traceback_lines(ev.error),
                hint=hint or "Read the last line of the traceback, then the line of your code above it.")
+
+
+def _limit_hint(error: dict) -> str | None:
+    """A hint for errors that mean the submission hit one of the grader's limits."""
+    ename, evalue = error.get("ename", ""), str(error.get("evalue", ""))
+    if ename == "MemoryError" or "allocate memory" in evalue:
+        return ("Your code asked for more memory than the grader allows for one submission; "
+                "the exercise needs only a few megabytes. Look for a tensor far larger than its inputs.")
+    if ename == "BlockingIOError" or "Resource temporarily unavailable" in evalue:
+        return ("Your code started more processes or threads than the grader allows; "
+                "nothing in this lesson needs to start any.")
+    return None
 
 
 def _traceback_lines(error: dict) -> list[str]:
@@ -124,7 +133,7 @@ def _precheck(ex: Exercise, sub: Submission) -> None:
                    hint="Look for os._exit, sys.exit, or memory use far beyond what the exercise needs.")
     raise Fail(f"{ex.title}: your cell raised {error.get('ename', 'an error')} when it ran.",
                *_traceback_lines(error),
-               hint="Fix the error and run the cell again; the cells below it depend on it.")
+               hint=_limit_hint(error) or "Fix the error and run the cell again; the cells below it depend on it.")
 
 
 def run_exercise(ex: Exercise, sub: Submission, **options) -> ExerciseResult:
