@@ -128,6 +128,11 @@ def class_submissions(src: dict, release: dict) -> dict[str, dict | str]:
                            "    return x @ w + b\n")
     cell_by_id(ivy, "test_relu")["metadata"]["nbgrader"]["grade_id"] = "my_relu_test"
     subs["ivy"] = ivy
+    jack = copy.deepcopy(solution)          # cheats: patches torch's comparisons, fakes a report, exits
+    set_source(jack, "lin", "import torch\ntorch.allclose = lambda *a, **k: True\n"
+                            "torch.equal = lambda *a, **k: True\nprint('✓ lin · lin(x, w, b): passed.')\n"
+                            "def lin(x, w, b):\n    return x @ w\n")
+    subs["jack"] = set_source(jack, "relu", "import os\ndef relu(x):\n    os._exit(0)\n")
     return subs
 
 
@@ -147,6 +152,7 @@ def expected_scores(points: dict[str, float]) -> dict[str, dict[str, float]]:
         "gina": full,
         "hank": but(test_kaiming_mode=0),
         "ivy": but(test_lin=0, test_relu=0),
+        "jack": but(test_lin=0, test_relu=0),
     }
 
 
@@ -214,7 +220,7 @@ def test_release_hides_hidden_tests(graded_class):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("student", ["alice", "bob", "carol", "dave", "erin", "frank", "gina",
-                                     "hank", "ivy"])
+                                     "hank", "ivy", "jack"])
 def test_per_cell_points(graded_class, student):
     expected = expected_scores(graded_class["points"])[student]
     got = graded_class["scores"][student]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -84,14 +85,18 @@ LIMITS = Limits(cell_timeout=10, notebook_timeout=300, memory=6 * 2**30)
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def attack_files(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("untrusted")
-    reports = {}
+    paths = {}
     for name, (make, *_rest) in SUBMISSIONS.items():
-        path = folder / f"02_fully_connected-{name}.ipynb"
-        path.write_text(json.dumps(make()))
-        reports[name] = grade_notebook(path, limits=LIMITS)
-    return reports
+        paths[name] = folder / f"02_fully_connected-{name}.ipynb"
+        paths[name].write_text(json.dumps(make()))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def graded(attack_files):
+    return {name: grade_notebook(path, limits=LIMITS) for name, path in attack_files.items()}
 
 
 @pytest.mark.parametrize("name", list(SUBMISSIONS))
@@ -106,6 +111,30 @@ def test_attack_changes_only_its_own_exercises(graded, name):
     for exercise, phrase in expected.items():
         assert phrase in failed[exercise], failed[exercise]
     assert report.score == report.max_score - sum(e.max_score for e in report.exercises if e.name in expected)
+
+
+def test_attacks_through_pytest_front_end(attack_files, tmp_path):
+    """Does `pytest autograder --notebook` reach the same verdicts on the attacks, one failing
+    test per affected exercise, with the teaching message and no grader traceback?"""
+    names = ["monkeypatched-allclose", "fake-report-printed", "liar-object", "patches-the-grader",
+             "os-exit-in-relu"]
+    junit = tmp_path / "junit.xml"
+    args = [a for name in names for a in ("--notebook", str(attack_files[name]))]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "autograder", "-q", "-p", "no:cacheprovider",
+                           f"--junitxml={junit}", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    failed = {}
+    for case in ElementTree.parse(junit).getroot().iter("testcase"):
+        failure = case.find("failure")
+        if failure is not None:
+            notebook = case.get("classname", "").split("test_notebooks.", 1)[-1]
+            failed[(notebook, case.get("name"))] = failure.get("message", "") + (failure.text or "")
+    expected = {(f"02_fully_connected-{name}", exercise): phrase
+                for name in names for exercise, phrase in SUBMISSIONS[name][1].items()}
+    got = {(nb.removesuffix(".ipynb"), ex): msg for (nb, ex), msg in failed.items()}
+    assert set(got) == set(expected), sorted(got)
+    for key, phrase in expected.items():
+        assert phrase in got[key] and "Traceback" not in got[key].split("Your code's traceback")[0]
 
 
 BAD_FILES = {
