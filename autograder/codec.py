@@ -235,7 +235,8 @@ def _decode_tensor(desc, buffers) -> torch.Tensor:
     if len(raw) == 0:
         tensor = torch.empty(shape, dtype=dtype)
     else:
-        tensor = torch.frombuffer(bytearray(raw), dtype=dtype).reshape(shape)
+        raw = raw if isinstance(raw, bytearray) else bytearray(raw)     # frombuffer needs it writable
+        tensor = torch.frombuffer(raw, dtype=dtype).reshape(shape)
     for attr, sub in (desc.get("attrs") or {}).items():
         if attr == "g":
             tensor.g = decode(sub, buffers)
@@ -257,19 +258,20 @@ def send(fd: int, header: dict, buffers: list = ()) -> None:
             view = view[written:]
 
 
-def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytes:
-    chunks, remaining = [], n
-    while remaining:
+def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytearray:
+    """Read exactly ``n`` bytes into one writable buffer (no intermediate copies)."""
+    buf = bytearray(n)
+    view, done = memoryview(buf), 0
+    while done < n:
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise TimeoutError("no answer from the worker in time")
-        chunk = os.read(fd, min(remaining, 1 << 24))
-        if not chunk:
+        got = os.readv(fd, [view[done:done + (1 << 24)]])
+        if not got:
             raise EOFError("the worker closed its pipe")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        done += got
+    return buf
 
 
 def recv(fd: int, *, max_bytes: int = 4 * 2**30,

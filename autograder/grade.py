@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from pathlib import Path
 from typing import Iterator
 
-from . import checks
+from . import checks, pool
 from .checks import backward, fully_connected, matmul  # noqa: F401  (register the exercises)
 from .notebook import Notebook, NotebookError, read_notebook
 from .report import ExerciseResult, NotebookReport
@@ -40,20 +41,19 @@ def identify(nb: Notebook) -> str:
     return best
 
 
-def _readable_paths() -> list[Path]:
-    from .data import DataError, mnist_path
-    try:
-        path = mnist_path()
-    except DataError:
-        return []
-    return [path.parent]
-
-
 @contextlib.contextmanager
 def open_submission(nb: Notebook, limits: Limits = Limits()) -> Iterator[RemoteSubmission]:
-    """Run the notebook's cells in a fresh worker and yield the submission to check."""
-    readable = _readable_paths()
-    env = {"AUTOGRADER_MNIST": str(readable[0] / "mnist.pkl.gz")} if readable else {}
+    """Run the notebook's cells in a fresh worker and yield the submission to check.
+
+    While the worker runs the student's cells, the grader loads its own references.
+    """
+    try:
+        prefetch = checks.PREFETCH.get(identify(nb))
+    except NotebookError:
+        prefetch = None
+    if prefetch is not None:
+        threading.Thread(target=prefetch, daemon=True).start()
+    readable, env = pool.settings()
     with Session(limits, readable=readable, env=env) as session:
         sub = RemoteSubmission(nb, session)
         sub.execute()

@@ -164,7 +164,11 @@ class SandboxGrade(NbGraderPreprocessor):
         from .grade import open_submission
         from .notebook import NotebookError
         from .sandbox import Limits
+        from . import pool
         limits = Limits(cell_timeout=self.cell_timeout, notebook_timeout=self.notebook_timeout)
+        # nbgrader grades one notebook after another: keep the next one's worker starting
+        # while this one is graded (a fresh process each time; see autograder.pool).
+        pool.prestart(1, limits, *pool.settings())
         graded: set[int] = set()
         try:
             notebook = self._load(nb, resources)

@@ -153,6 +153,49 @@ def process_cap() -> str:
     return "none" if os.geteuid() == 0 else "rlimit"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def sweep_stale(scratch_root: str) -> None:
+    """Remove scratch folders and cgroups left by graders that were killed (their names
+    carry the grader's pid). Runs once per grader process."""
+    leftovers = [*Path(scratch_root).glob("autograder-scratch-*-*")]
+    for root in CGROUP_PIDS_ROOTS:
+        leftovers += root.glob("autograder-*-*") if root.is_dir() else []
+    for path in leftovers:
+        parts = path.name.split("-")
+        pid = parts[2] if path.name.startswith("autograder-scratch-") else parts[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            if path.parent in CGROUP_PIDS_ROOTS:
+                remove_cgroup(path)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """Kill a worker and its process group, and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.kill()
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def kill_cgroup(path: Path) -> None:
     """SIGKILL every task left in the cgroup (children that left the worker's process group)."""
     try:

@@ -9,17 +9,14 @@ one crashing exercise never costs another its points.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import codec, sandbox
+from . import codec, pool, sandbox
 from .sandbox import Limits
 
 __all__ = ["Session", "WorkerDied", "CellRun", "Evaluation"]
@@ -71,9 +68,7 @@ class Session:
         self.replay: list[tuple[str, str]] = []     # cells that ran cleanly, for a restart
         self.started_at = time.monotonic()
         self.restarts = 0
-        self._proc: subprocess.Popen | None = None
-        self._scratch: Path | None = None
-        self._cgroup: Path | None = None
+        self._worker: pool.Worker | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Session":
@@ -83,34 +78,14 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
             try:
-                codec.send(self._req_w, {"op": "bye"})
-            except OSError:
+                codec.send(worker.req_w, {"op": "bye"})
+                worker.proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
                 pass
-            try:
-                proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                pass
-        self._release(proc)
-
-    def _release(self, proc: subprocess.Popen | None) -> None:
-        """Kill the worker and everything it started; free its pipes, scratch and cgroup."""
-        if proc is not None:
-            _kill(proc)
-            for fd in (self._req_w, self._rep_r):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        if self._cgroup is not None:
-            sandbox.kill_cgroup(self._cgroup)
-            sandbox.remove_cgroup(self._cgroup)
-            self._cgroup = None
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+            pool.release(worker)
 
     @property
     def remaining(self) -> float:
@@ -118,28 +93,9 @@ class Session:
         return self.limits.notebook_timeout - (time.monotonic() - self.started_at)
 
     def _start(self) -> None:
-        self._scratch = Path(tempfile.mkdtemp(prefix="autograder-scratch-"))
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self._scratch),
-               "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-               "TMPDIR": str(self._scratch), **self.env}
-        for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-            if key in os.environ:
-                env.setdefault(key, os.environ[key])
-        try:
-            argv, popen_env, _ = sandbox.worker_command(self._scratch, self.readable,
-                                                        (req_r, rep_w), env)
-            self._cgroup = sandbox.pids_cgroup(self.limits.processes)
-            self._proc = subprocess.Popen(
-                argv, env=popen_env or env, cwd=self._scratch, pass_fds=(req_r, rep_w),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                preexec_fn=sandbox.prepare_child(self.limits, self._cgroup))
-        finally:
-            for fd in (req_r, rep_w):
-                os.close(fd)
-        self._req_w, self._rep_r = req_w, rep_r
+        """Adopt a fresh spare worker (see :mod:`autograder.pool`) or start one; wait for it."""
+        self._worker = (pool.take(self.limits, self.readable, self.env)
+                        or pool.spawn(self.limits, self.readable, self.env))
         self._request_raw(None, STARTUP_TIMEOUT)   # wait for "ready"
 
     def _ensure(self) -> None:
@@ -147,7 +103,7 @@ class Session:
 
         A replayed cell that now fails or kills the worker is dropped from the replay.
         """
-        while self._proc is None:
+        while self._worker is None:
             self._start()
             for item in list(self.replay):
                 label, source = item
@@ -160,15 +116,15 @@ class Session:
                     self.replay.remove(item)
 
     def _die(self, reason: str) -> WorkerDied:
-        proc, self._proc = self._proc, None
+        worker, self._worker = self._worker, None
         detail = reason
-        if proc is not None:
+        if worker is not None:
             try:
-                proc.wait(timeout=0.5)      # let a process that is exiting report why
+                worker.proc.wait(timeout=0.5)      # let a process that is exiting report why
             except subprocess.TimeoutExpired:
                 pass
-            _kill(proc)
-            code = proc.returncode
+            pool.release(worker)
+            code = worker.proc.returncode
             if self.confined and code is not None and 128 < code <= 128 + 64:
                 code = 128 - code          # bwrap reports its child's death by signal N as 128+N
             if code is not None and code < 0:
@@ -177,7 +133,6 @@ class Session:
                 detail += ", most likely for using too much memory)" if name == "SIGKILL" else ")"
             elif code not in (None, 0):
                 detail += f" (it exited with status {code}: something called os._exit or crashed)"
-        self._release(proc)
         self.restarts += 1
         return WorkerDied(detail)
 
@@ -186,8 +141,8 @@ class Session:
         deadline = time.monotonic() + max(0.1, min(timeout, self.remaining + 5))
         try:
             if header is not None:
-                codec.send(self._req_w, header, buffers)
-            return codec.recv(self._rep_r, max_bytes=self.limits.reply_bytes, deadline=deadline)
+                codec.send(self._worker.req_w, header, buffers)
+            return codec.recv(self._worker.rep_r, max_bytes=self.limits.reply_bytes, deadline=deadline)
         except TimeoutError:
             raise self._die(f"it was still running after {timeout:g} s") from None
         except (EOFError, BrokenPipeError, OSError):
@@ -241,18 +196,3 @@ class Session:
         except (codec.ProtocolError, TypeError, ValueError, AttributeError) as exc:
             raise self._die(f"the worker sent a malformed answer: {exc}") from None
 
-
-def _kill(proc: subprocess.Popen) -> None:
-    """Kill the worker and everything it started (its own process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.kill()
-    except OSError:
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass

@@ -256,6 +256,6 @@ def test_fork_bomb_is_capped_and_cleaned_up():
         assert run.status == "error" and run.error["ename"] == "BlockingIOError"
         assert 0 < s.get("kids")["kids"] < 64
         assert s.run_cell("after", "y = 1").status == "ok"
-        cgroup = s._cgroup
+        cgroup = s._worker.cgroup
     if cgroup is not None:
         assert not cgroup.exists()

@@ -36,6 +36,8 @@ class Exercise:
 
 EXERCISES: dict[str, Exercise] = {}
 NOTEBOOKS: dict[str, list[Exercise]] = {}
+# Per notebook, a function that loads the grader's references ahead of the checks.
+PREFETCH: dict[str, Callable[[], Any]] = {}
 
 
 def exercise(notebook: str, name: str, points: int, title: str, *,
