@@ -1,6 +1,7 @@
 """``python -m autograder``: a thin command line over the Python API.
 
-    python -m autograder grade NOTEBOOK [NOTEBOOK ...] [--json FILE] [--jobs N]
+    python -m autograder grade NOTEBOOK [NOTEBOOK ...] [--json FILE]
+                               [--jobs N | --scheduler ADDRESS] [--no-progress]
     python -m autograder solutions [--check]
 
 Each subcommand is a plain function (``grade(paths, ...)``, ``solutions(...)``) so the
@@ -10,32 +11,71 @@ Python API and the command line never drift apart.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from . import pool as workers
+from .progress import Progress, wanted
 from .report import NotebookReport, render_table, render_text, write_json
 from .sandbox import Limits
 
 __all__ = ["main", "grade"]
 
 
-def grade(paths: list[str | Path], *, json_path: str | Path | None = None, jobs: int = 1,
-          limits: Limits = Limits(), out=sys.stdout, verbose: bool = True) -> list[NotebookReport]:
-    """Grade notebooks (in input order), print each report, optionally write JSON."""
+def _timed(path, limits: Limits) -> tuple[NotebookReport, float]:
     from .grade import grade_notebook
+    start = time.monotonic()
+    report = grade_notebook(path, limits=limits)
+    return report, time.monotonic() - start
 
-    def one(path):
-        return grade_notebook(path, limits=limits)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(one, p) for p in paths]
-        reports = []
-        for future in futures:       # print in input order, as each finishes
-            report = future.result()
-            reports.append(report)
-            print(render_text(report, verbose=verbose), file=out, flush=True)
-            print(file=out)
+def _grade_locally(pool: ThreadPoolExecutor, paths, limits: Limits):
+    """Yield (input index, report, seconds) in the order the notebooks finish."""
+    futures = {pool.submit(_timed, p, limits): i for i, p in enumerate(paths)}
+    for future in as_completed(futures):
+        yield futures[future], *future.result()
+
+
+def grade(paths: list[str | Path], *, json_path: str | Path | None = None, jobs: int = 1,
+          limits: Limits = Limits(), out=sys.stdout, verbose: bool = True,
+          scheduler: str | None = None, progress: bool = True) -> list[NotebookReport]:
+    """Grade notebooks (in input order), print each report, optionally write JSON.
+
+    With ``scheduler`` (a Dask scheduler address) the notebooks are graded on that cluster
+    and ``jobs`` is ignored; :class:`~autograder.cluster.ClusterError` if it is unusable.
+    With ``progress``, a bar is drawn on stderr when it is a terminal (see ``progress.py``).
+    """
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            from .cluster import Cluster
+            cluster = stack.enter_context(Cluster(scheduler))
+            slots, finished = cluster.slots, cluster.grade(paths, limits=limits)
+        else:
+            slots = max(1, jobs)
+            # Start the workers now: they import torch while this process does the same.
+            workers.prestart(min(slots, len(paths)), limits, *workers.settings(), total=len(paths))
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=slots))
+            finished = _grade_locally(pool, paths, limits)
+        bar = Progress(len(paths), stream=sys.stderr, jobs=slots,
+                       enabled=wanted(sys.stderr, len(paths), allowed=progress))
+        bar.draw()
+        reports: list[NotebookReport | None] = [None] * len(paths)
+        shown = 0
+        try:
+            for i, report, seconds in finished:
+                reports[i] = report
+                bar.advance(report, seconds)
+                while shown < len(reports) and reports[shown] is not None:
+                    bar.clear()         # print in input order, as soon as each one can be
+                    print(render_text(reports[shown], verbose=verbose), file=out, flush=True)
+                    print(file=out)
+                    shown += 1
+                bar.draw()
+        finally:
+            bar.clear()
     if len(reports) > 1:
         print(render_table(reports), file=out)
     if json_path:
@@ -60,11 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     g.add_argument("--json", dest="json_path", metavar="FILE", help="write one JSON report per notebook")
     g.add_argument("--jobs", type=int, default=1, metavar="N", help="grade N notebooks at once")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on a running Dask cluster, e.g. tcp://host:8786 (needs [cluster])")
     g.add_argument("--cell-timeout", type=float, default=Limits.cell_timeout, metavar="S")
     g.add_argument("--timeout", type=float, default=Limits.notebook_timeout, metavar="S",
                    help="time budget for one whole notebook")
     g.add_argument("--memory", type=float, default=Limits.memory / 2**30, metavar="GiB")
-    g.add_argument("-q", "--quiet", action="store_true", help="only the first line of each message")
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="only the first line of each message, and no progress bar")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     s = sub.add_parser("solutions", help="regenerate solutions/ from assignments/ (hidden tests removed)")
     s.add_argument("--check", action="store_true", help="only report whether solutions/ is current")
     args = parser.parse_args(argv)
@@ -73,9 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         return _solutions(args.check)
     limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout,
                     memory=int(args.memory * 2**30))
+    from .cluster import ClusterError
     try:
         reports = grade(args.notebooks, json_path=args.json_path, jobs=args.jobs, limits=limits,
-                        verbose=not args.quiet)
+                        verbose=not args.quiet, scheduler=args.scheduler,
+                        progress=not (args.quiet or args.no_progress))
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
