@@ -57,6 +57,7 @@ def grade(paths: list[str | Path], *, json_path: str | Path | None = None, jobs:
             slots = max(1, jobs)
             # Start the workers now: they import torch while this process does the same.
             workers.prestart(min(slots, len(paths)), limits, *workers.settings(), total=len(paths))
+            workers.keep(1)   # after the first ones, one spare is enough: a start takes ~1 s
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=slots))
             finished = _grade_locally(pool, paths, limits)
         bar = Progress(len(paths), stream=sys.stderr, jobs=slots,

@@ -74,11 +74,17 @@ def describe(value: Any) -> str:
 
 
 def close(got: torch.Tensor, expected: torch.Tensor, *, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
-    """Same shape and values within tolerance (in float64, or float32 for big tensors)."""
+    """Same shape and |got - expected| <= atol + rtol * |expected| everywhere (no NaN).
+
+    Small tensors are compared in float64; big ones in float32 with in-place arithmetic,
+    which is several times faster than ``torch.allclose`` on MNIST-sized data.
+    """
     if got.shape != expected.shape:
         return False
     dtype = torch.float32 if got.numel() > 1_000_000 else torch.float64
-    return bool(torch.allclose(got.to(dtype), expected.to(dtype), rtol=rtol, atol=atol, equal_nan=False))
+    diff = got.to(dtype) - expected.to(dtype)          # a new tensor: safe to modify
+    bound = expected.to(dtype).abs().mul_(rtol).add_(atol)
+    return bool(diff.abs_().le_(bound).all())          # NaN compares False
 
 
 def difference(got: torch.Tensor, expected: torch.Tensor, *, rtol: float = 1e-4, atol: float = 1e-5) -> list[str]:

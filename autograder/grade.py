@@ -41,6 +41,15 @@ def identify(nb: Notebook) -> str:
     return best
 
 
+_prefetching = threading.Lock()
+
+
+def _locked(fn) -> None:
+    """Run a (cached) prefetch under a lock, so two threads never compute it twice."""
+    with _prefetching:
+        fn()
+
+
 @contextlib.contextmanager
 def open_submission(nb: Notebook, limits: Limits = Limits()) -> Iterator[RemoteSubmission]:
     """Run the notebook's cells in a fresh worker and yield the submission to check.
@@ -52,7 +61,7 @@ def open_submission(nb: Notebook, limits: Limits = Limits()) -> Iterator[RemoteS
     except NotebookError:
         prefetch = None
     if prefetch is not None:
-        threading.Thread(target=prefetch, daemon=True).start()
+        threading.Thread(target=_locked, args=(prefetch,), daemon=True).start()
     readable, env = pool.settings()
     with Session(limits, readable=readable, env=env) as session:
         sub = RemoteSubmission(nb, session)
@@ -65,6 +74,7 @@ def open_submission(nb: Notebook, limits: Limits = Limits()) -> Iterator[RemoteS
 
 
 def grade_notebook(path: str | Path, *, limits: Limits = Limits()) -> NotebookReport:
+    """Grade one notebook file; never raises for a bad submission."""
     path = Path(path)
     report = NotebookReport(str(path))
     try:

@@ -117,8 +117,9 @@ def median(cmd_factory, repeat: int, **kwargs) -> float:
 
 
 def make_class(folder: Path, size: int) -> list[Path]:
-    """A class of ``size`` submissions: the reference solution and the examples, cycled."""
-    sources = [SOLUTION, *sorted((ROOT / "examples").glob("*-02_fully_connected.ipynb"))]
+    """A class of ``size`` correct submissions in several styles, cycled (buggy ones would
+    flatter the baselines: a (N,1)-(N,) mse over 50,000 rows allocates 10 GB in a script)."""
+    sources = [SOLUTION, *sorted((ROOT / "tests" / "submissions").glob("02_fully_connected-pass-*.ipynb"))]
     paths = []
     for i in range(size):
         path = folder / f"student{i:03d}.ipynb"

@@ -29,7 +29,7 @@ def test_every_session_gets_a_fresh_process_never_a_used_one():
         assert len(seen) == 3
         assert pool._spares == []                # the budget of 3 leaves no spare behind
     finally:
-        pool._stop_spares()
+        pool.shutdown()
 
 
 def test_a_spare_that_died_while_waiting_is_not_handed_out():
@@ -42,5 +42,5 @@ def test_a_spare_that_died_while_waiting_is_not_handed_out():
         with Session(LIMITS, readable=readable, env=env) as s:
             assert s.run_cell("x", "y = 1").status == "ok"
     finally:
-        pool._stop_spares()
+        pool.shutdown()
     assert pool._spares == []
