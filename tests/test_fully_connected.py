@@ -80,8 +80,6 @@ CASCADES = {
     # x_train stays a numpy array, so normalize_data holds numpy arrays and the
     # float_targets cell crashes on y_train.float().
     "get_data-numpy": {"normalize_data", "float_targets"},
-    # the normalize_data cell normalises with the student's normalize.
-    "normalize-precedence": {"normalize_data"},
 }
 
 # Known defects of the checks (see the list in the test report); strict, so a fix shows up.

@@ -31,6 +31,7 @@ RULE_HINT = ("Inside your own functions, torch.nn, torch.nn.functional, torch.nn
 TRAIN_MEAN, TRAIN_STD = 0.1304, 0.3073
 N_TRAIN, N_VALID, N_PIXELS, N_CLASSES = 50_000, 10_000, 784, 10
 REF_LIN = "lambda x, w, b: x @ w + b"
+REF_NORMALIZE = "lambda x, m, s: (x - m) / s"
 REF_RELU = "lambda x: x.clamp_min(0.)"
 
 
@@ -92,6 +93,30 @@ def _unchanged(title: str, before: torch.Tensor, after, name: str) -> None:
                         "such as x[x < 0] = 0 overwrite the caller's tensor; compute a new tensor instead.")
 
 
+def _judge_cell(sub, grade_id: str, names: tuple[str, ...], definitions: dict[str, str],
+                judge, *, seed: int | None = None) -> None:
+    """Judge the globals an exercise's cell binds, without charging earlier mistakes twice.
+
+    The notebook's own globals are judged first. If they fail, the cell is run again with
+    the grader's versions of the earlier functions it may call (``definitions``); if that
+    passes, the mistake belongs to those earlier exercises and this one passes. Otherwise
+    the failure of the student's own globals is the one reported.
+    """
+    try:
+        judge(sub.get(*names))
+    except Fail as first:
+        source = sub.source(grade_id)
+        if source is None:
+            raise
+        ev = sub.evaluate(source, definitions=definitions, outputs=names, seed=seed)
+        if ev.error:
+            raise first from None
+        try:
+            judge(ev.values)
+        except Fail:
+            raise first from None
+
+
 # ----------------------------------------------------------------------------- data
 @exercise(NB, "get_data", 2, "get_data()")
 def get_data(sub, *, seed: int = 0) -> None:
@@ -146,8 +171,12 @@ def normalize(sub, *, seed: int = 1) -> None:
 
 @exercise(NB, "normalize_data", 2, "normalize_data")
 def normalize_data(sub, **_) -> None:
+    _judge_cell(sub, "normalize_data", ("x_train", "x_valid"), {"normalize": REF_NORMALIZE},
+                _judge_normalized)
+
+
+def _judge_normalized(values: dict) -> None:
     title = "x_train and x_valid after normalising"
-    values = sub.get("x_train", "x_valid")
     xt_raw, _, xv_raw, _ = mnist()
     ref = normalized()
     mean, std = ref["mean"], ref["std"]
@@ -371,19 +400,11 @@ REF_INITS = {"init_simple": "lambda i, o: torch.randn(i, o) / i ** 0.5",
 
 @exercise(NB, "params", 2, "w1, b1, w2, b2")
 def params(sub, *, seed: int = 60, **_) -> None:
+    _judge_cell(sub, "params", ("nh", "w1", "b1", "w2", "b2"), REF_INITS, _judge_params, seed=seed)
+
+
+def _judge_params(v: dict) -> None:
     title = "w1, b1, w2, b2"
-    names = ("nh", "w1", "b1", "w2", "b2")
-    source = sub.source("params")
-    if source is None:
-        v = sub.get(*names)
-    else:
-        # Re-run the cell with the grader's initialisers, so a mistake in init_kaiming or
-        # init_simple is charged to that exercise, not to this one too.
-        ev = sub.evaluate(source, definitions=REF_INITS, outputs=names, seed=seed)
-        if ev.error:
-            v = sub.get(*names)
-        else:
-            v = ev.values
     nh = v["nh"]
     if nh is MISSING:
         raise Fail(f"{title}: nh is not defined.", hint="Set the hidden size nh = 50 in the params cell.")
