@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import static
-from ..feedback import Fail, NotImplementedYet, describe
+from ..feedback import Fail, NotImplementedYet
 from ..report import ExerciseResult
 from ..session import WorkerDied
 from ..submission import Submission

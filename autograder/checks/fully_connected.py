@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .. import static, stats
 from ..codec import MISSING, NumpyArray, Opaque
-from ..feedback import Fail, NotImplementedYet, close, describe, difference, require_tensor, shape_str
+from ..feedback import Fail, close, describe, difference, require_tensor, shape_str
 from . import PREFETCH, call, exercise
 
 NB = "02_fully_connected"
@@ -467,8 +467,8 @@ def mse(sub, *, seed: int = 50, sizes=(64, 1, 7)) -> None:
         if n > 1 and close(value, broadcast.double()):
             raise Fail(f"{title}: the result has the wrong value.", *details,
                        f"Your subtraction produced a {n}×{n} matrix: ({n}, 1) - ({n},) broadcasts.",
-                       hint=f"Remove the unit axis of output before subtracting, and name it: "
-                            f"the axis of size 1 is the last one.")
+                       hint="Remove the unit axis of output before subtracting, and name it: "
+                            "the axis of size 1 is the last one.")
         if close(value, (expected * n).double()):
             raise Fail(f"{title}: the result has the wrong value.", *details,
                        hint="That is the sum of squared errors: the mean divides by the number of items.")
