@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
 from . import codec
@@ -98,12 +99,21 @@ class LocalSubmission(Submission):
         self.executor = Executor(namespace)
 
     def source(self, grade_id):
+        """The definition of ``grade_id``: from ``inspect`` for functions, else the latest
+        cell of the kernel's input history that defines it (classes defined in a notebook
+        have no source file for ``inspect``)."""
         value = self.executor.ns.get(grade_id)
         if callable(value):
             try:
                 return inspect.getsource(value)
             except (OSError, TypeError):
-                return None
+                pass
+        history = self.executor.ns.get("In")
+        if isinstance(history, list):
+            pattern = re.compile(rf"^\s*(def|class)\s+{re.escape(grade_id)}\b", re.M)
+            for cell in reversed(history):
+                if isinstance(cell, str) and pattern.search(cell):
+                    return cell
         return None
 
     def all_source(self):

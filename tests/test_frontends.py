@@ -90,3 +90,17 @@ def test_in_kernel_check_uses_the_same_messages():
     assert info.value._render_traceback_() == str(info.value).splitlines()
     exec("def mse(output, targ):\n    return ((output[:, 0] - targ) ** 2).mean()\n", ns)
     exec('check("mse")', ns)
+
+
+def test_in_kernel_check_applies_the_from_scratch_rule_to_classes():
+    """Is autograd inside a notebook-defined class caught by check() in a kernel, where
+    inspect cannot find a class's source (it comes from the kernel's input history)?"""
+    import autograder
+    cell = ("import torch\nclass Relu:\n    def __call__(self, inp):\n        self.inp = inp\n"
+            "        self.out = inp.clamp_min(0.)\n        return self.out\n"
+            "    def backward(self):\n        self.inp.requires_grad_(True)\n")
+    ns = {"__name__": "__main__", "check": autograder.check, "In": ["", cell]}
+    exec(cell, ns)
+    with pytest.raises(autograder.CheckFailed) as info:
+        exec('check("Relu")', ns)
+    assert "requires_grad" in str(info.value)
