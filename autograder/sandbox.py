@@ -150,7 +150,7 @@ def process_cap() -> str:
     if probe is not None:
         remove_cgroup(probe)
         return "cgroup"
-    return "none" if os.geteuid() == 0 else "rlimit"
+    return "none" if os.geteuid() == 0 or _user_threads() is None else "rlimit"
 
 
 def _alive(pid: int) -> bool:
@@ -222,10 +222,14 @@ def remove_cgroup(path: Path | None) -> None:
             time.sleep(0.02)
 
 
-def _user_threads() -> int:
-    """Threads this user runs now (what RLIMIT_NPROC counts)."""
+def _user_threads() -> int | None:
+    """Threads this user runs now (what RLIMIT_NPROC counts), or None without /proc."""
     uid, total = os.getuid(), 0
-    for entry in os.scandir("/proc"):
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:
+        return None
+    for entry in entries:
         if entry.name.isdigit():
             try:
                 if entry.stat().st_uid == uid:
@@ -238,7 +242,8 @@ def _user_threads() -> int:
 def prepare_child(limits: Limits, cgroup: Path | None = None):
     """A ``preexec_fn``: a new session (so the whole group can be killed), the limits, and
     the process cap: join ``cgroup``, or else an RLIMIT_NPROC above what the user runs now."""
-    nproc = None if cgroup is not None or os.geteuid() == 0 else _user_threads() + limits.processes
+    running = None if cgroup is not None or os.geteuid() == 0 else _user_threads()
+    nproc = None if running is None else running + limits.processes
     procs = str(cgroup / "cgroup.procs").encode() if cgroup is not None else None
 
     def _pre() -> None:

@@ -64,7 +64,7 @@ class Session:
         self.env = env or {}
         self.confined, self.confinement_note = sandbox.confinement()
         if sandbox.process_cap() == "none":
-            self.confinement_note += "; the number of processes is not capped (root, no writable cgroup)"
+            self.confinement_note += "; the number of processes is not capped (no writable cgroup)"
         self.replay: list[tuple[str, str]] = []     # cells that ran cleanly, for a restart
         self.started_at = time.monotonic()
         self.restarts = 0
