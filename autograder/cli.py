@@ -55,9 +55,10 @@ def grade(paths: list[str | Path], *, json_path: str | Path | None = None, jobs:
             slots, finished = cluster.slots, cluster.grade(paths, limits=limits)
         else:
             slots = max(1, jobs)
-            # Start the workers now: they import torch while this process does the same.
+            # Start the zygote (or, without one, the first workers) now: it imports torch
+            # and loads MNIST while this process imports torch too.
             workers.prestart(min(slots, len(paths)), limits, *workers.settings(), total=len(paths))
-            workers.keep(1)   # after the first ones, one spare is enough: a start takes ~1 s
+            workers.keep(1)   # spawned workers only: after the first ones, one spare is enough
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=slots))
             finished = _grade_locally(pool, paths, limits)
         bar = Progress(len(paths), stream=sys.stderr, jobs=slots,

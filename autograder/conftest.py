@@ -38,7 +38,7 @@ class Notebooks(pytest.File):
             raise pytest.UsageError("no notebooks to grade: pass --notebook PATH")
         from autograder import pool
         from autograder.sandbox import Limits
-        # Start a worker before this process imports torch, and keep the next one ready.
+        # Start the zygote (or a spare worker) before this process imports torch.
         pool.prestart(1, Limits(), *pool.settings(), total=len(paths))
         pool.keep(1)
         for path in paths:

@@ -166,8 +166,9 @@ class SandboxGrade(NbGraderPreprocessor):
         from .sandbox import Limits
         from . import pool
         limits = Limits(cell_timeout=self.cell_timeout, notebook_timeout=self.notebook_timeout)
-        # nbgrader grades one notebook after another: keep the next one's worker starting
-        # while this one is graded (a fresh process each time; see autograder.pool).
+        # nbgrader grades one notebook after another in this process: the zygote started
+        # for the first forks a fresh worker for each (or, without a zygote, the next
+        # one's worker starts while this one is graded; see autograder.pool).
         pool.prestart(1, limits, *pool.settings())
         graded: set[int] = set()
         try:

@@ -1,44 +1,123 @@
-"""Starting worker processes, and keeping fresh ones ready ahead of need.
+"""Starting worker processes: forked from a warm zygote, or spawned from scratch.
 
-Starting a worker costs about a second (Python, then ``import torch``). A class run
-hides that cost by starting the next submission's worker while the current one is
-graded, and a single run starts its worker before the grader imports torch itself.
-Every worker is still used for exactly one submission and then killed: a spare is a
-*fresh* confined process that no student code has touched yet. Two students never
-share an interpreter.
+Starting a worker from scratch costs about a second of CPU (Python, then ``import
+torch``), and the student's first read of MNIST another half second. Where workers are
+confined (bubblewrap), the pool instead starts one :class:`Zygote` per set of limits: a
+confined process that has done all that once (see :mod:`autograder.zygote`) and forks
+a fresh worker per request in a few milliseconds. Each forked worker builds its own
+user, pid, mount, IPC and network namespaces, a private scratch and its own pids cgroup
+before any student code runs, so siblings cannot see or touch each other.
+
+Where there is no zygote (unconfined, ``AUTOGRADER_ZYGOTE=0``, or a zygote that failed),
+spare workers are spawned ahead of need instead: a class run starts the next
+submission's worker while the current one is graded. Either way every worker serves
+exactly one submission and is then killed; two students never share an interpreter.
 
 This module does not import torch, so the command line can start workers first.
 """
 
 from __future__ import annotations
 
+import array
 import atexit
 import fcntl
+import json
 import os
+import select
 import shutil
+import signal
+import socket
+import struct
 import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import sandbox
+from . import sandbox, zygote
 from .sandbox import Limits
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
-__all__ = ["Worker", "spawn", "release", "prestart", "keep", "take", "settings", "shutdown"]
+__all__ = ["Worker", "Zygote", "ForkedProcess", "spawn", "release", "prestart", "keep", "take",
+           "settings", "shutdown"]
+
+STARTUP_TIMEOUT = 120.0         # seconds for a zygote to import torch and load MNIST
+FORK_TIMEOUT = 30.0             # seconds for a forked child to build its namespaces
+
+
+class ForkedProcess:
+    """A worker forked by a zygote, as the grader holds it: a pidfd on its pid-1 process
+    (killing that ends the worker's whole pid namespace) and the status socket on which
+    its parent reports the exit status. Offers the part of ``Popen`` the kit uses."""
+
+    def __init__(self, pid: int, pidfd: int, status: socket.socket) -> None:
+        self.pid, self.pidfd, self.status = pid, pidfd, status
+        self.returncode: int | None = None
+
+    def _collect(self, timeout: float | None) -> None:
+        if self.returncode is not None or self.status.fileno() < 0:
+            return
+        if not select.select([self.status], [], [], timeout)[0]:
+            raise subprocess.TimeoutExpired("worker", timeout)
+        data = b""
+        try:
+            while len(data) < zygote.STATUS.size:
+                chunk = self.status.recv(zygote.STATUS.size - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        if len(data) == zygote.STATUS.size and data[:1] == b"X":
+            code = zygote.STATUS.unpack(data)[1]
+            self.returncode = 128 - code if 128 < code <= 128 + 64 else code   # G exits 128+N
+        else:
+            self.returncode = -signal.SIGKILL      # its parent vanished with it
+
+    def poll(self) -> int | None:
+        try:
+            self._collect(0)
+        except subprocess.TimeoutExpired:
+            pass
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._collect(timeout)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        try:
+            os.close(self.pidfd)
+        except OSError:
+            pass
+        self.status.close()
 
 
 @dataclass
 class Worker:
     """One started worker process and what belongs to it."""
-    proc: subprocess.Popen
+    proc: subprocess.Popen | ForkedProcess
     req_w: int
     rep_r: int
-    scratch: Path
+    scratch: Path | None            # None: a forked worker's scratch is its own tmpfs
     cgroup: Path | None
     key: tuple = field(default=())
+
+    def exit_code(self) -> int | None:
+        """The exit status, ``Popen``-style (negative: killed by that signal)."""
+        code = self.proc.returncode
+        if isinstance(self.proc, subprocess.Popen) and sandbox.confinement()[0] \
+                and code is not None and 128 < code <= 128 + 64:
+            code = 128 - code          # bwrap reports its child's death by signal N as 128+N
+        return code
 
 
 def settings() -> tuple[list[Path], dict[str, str]]:
@@ -63,13 +142,12 @@ def worker_env(scratch: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def _key(limits: Limits, readable, env) -> tuple:
-    return (limits, tuple(map(str, readable)), tuple(sorted((env or {}).items())))
+    """What a worker's process is started with (time limits are the grader's business)."""
+    return ((limits.memory, limits.processes, limits.file_size, limits.open_files),
+            tuple(map(str, readable)), tuple(sorted((env or {}).items())))
 
 
-def spawn(limits: Limits, readable: list[Path], env: dict[str, str] | None = None) -> Worker:
-    """Start a worker (confined where possible); it announces itself with a "ready" frame."""
-    sandbox.sweep_stale(tempfile.gettempdir())
-    scratch = Path(tempfile.mkdtemp(prefix=f"autograder-scratch-{os.getpid()}-"))
+def _pipes() -> tuple[int, int, int, int]:
     req_r, req_w = os.pipe()
     rep_r, rep_w = os.pipe()
     for fd in (req_w, rep_w):       # bigger pipes: fewer round trips for MNIST-sized tensors
@@ -77,6 +155,14 @@ def spawn(limits: Limits, readable: list[Path], env: dict[str, str] | None = Non
             fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << 20)
         except OSError:
             pass
+    return req_r, req_w, rep_r, rep_w
+
+
+def spawn(limits: Limits, readable: list[Path], env: dict[str, str] | None = None) -> Worker:
+    """Start a worker (confined where possible); it announces itself with a "ready" frame."""
+    sandbox.sweep_stale(tempfile.gettempdir())
+    scratch = Path(tempfile.mkdtemp(prefix=f"autograder-scratch-{os.getpid()}-"))
+    req_r, req_w, rep_r, rep_w = _pipes()
     cgroup = None
     try:
         argv, popen_env, _ = sandbox.worker_command(scratch, list(readable), (req_r, rep_w),
@@ -100,7 +186,15 @@ def spawn(limits: Limits, readable: list[Path], env: dict[str, str] | None = Non
 
 def release(worker: Worker) -> None:
     """Kill the worker and everything it started; free its pipes, scratch and cgroup."""
-    sandbox.kill_process_group(worker.proc)
+    if isinstance(worker.proc, ForkedProcess):
+        worker.proc.kill()
+        try:
+            worker.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        worker.proc.close()
+    else:
+        sandbox.kill_process_group(worker.proc)
     for fd in (worker.req_w, worker.rep_r):
         try:
             os.close(fd)
@@ -109,7 +203,165 @@ def release(worker: Worker) -> None:
     if worker.cgroup is not None:
         sandbox.kill_cgroup(worker.cgroup)
         sandbox.remove_cgroup(worker.cgroup)
-    shutil.rmtree(worker.scratch, ignore_errors=True)
+    if worker.scratch is not None:
+        shutil.rmtree(worker.scratch, ignore_errors=True)
+
+
+class ZygoteError(RuntimeError):
+    """The zygote could not give a confined worker; the pool spawns plain ones instead."""
+
+
+class Zygote:
+    """A warm confined process (see :mod:`autograder.zygote`) and the grader's side of
+    asking it for workers. Thread-safe: concurrent jobs fork from the same zygote."""
+
+    def __init__(self, limits: Limits, readable: list[Path], env: dict[str, str] | None = None) -> None:
+        sandbox.sweep_stale(tempfile.gettempdir())
+        self.key = _key(limits, readable, env)
+        self.broken: str | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"autograder-scratch-{os.getpid()}-"))
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.cgroup = None
+        try:
+            env = worker_env(self.scratch, env or {})
+            argv, popen_env, _ = sandbox.worker_command(self.scratch, list(readable), (theirs.fileno(),), env,
+                                                        module="autograder.zygote", scratch_writable=False)
+            self.cgroup = sandbox.pids_cgroup(limits.processes)
+            self.proc = subprocess.Popen(argv, env=popen_env or env, cwd=self.scratch,
+                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         preexec_fn=sandbox.prepare_child(limits, self.cgroup))
+        except BaseException:
+            self.control.close()
+            sandbox.remove_cgroup(self.cgroup)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
+        finally:
+            theirs.close()
+
+    def _wait_ready(self) -> None:
+        if self._ready:
+            return
+        if not select.select([self.control], [], [], STARTUP_TIMEOUT)[0]:
+            raise ZygoteError(f"the zygote was not ready after {STARTUP_TIMEOUT:g} s")
+        try:
+            message = json.loads(self.control.recv(65536) or b"null")
+        except (OSError, ValueError):
+            message = None
+        if not isinstance(message, dict) or message.get("op") != "ready":
+            raise ZygoteError("the zygote exited while starting")
+        self._ready = True
+
+    def fork(self, limits: Limits) -> Worker:
+        """A fresh confined worker, in its own pids cgroup, ready to serve."""
+        if self.broken is not None:
+            raise ZygoteError(self.broken)
+        try:
+            return self._fork(limits)
+        except ZygoteError as exc:
+            self.broken = str(exc)
+            raise
+        except OSError as exc:
+            self.broken = f"{type(exc).__name__}: {exc}"
+            raise ZygoteError(self.broken) from None
+
+    def _fork(self, limits: Limits) -> Worker:
+        req_r, req_w, rep_r, rep_w = _pipes()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        cgroup = pidfd = None
+        try:
+            with self._lock:
+                self._wait_ready()
+                request = self._request(limits)
+                fds = array.array("i", [req_r, rep_w, theirs.fileno()])
+                self.control.sendmsg([json.dumps(request).encode()],
+                                     [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            os.close(req_r)
+            os.close(rep_w)
+            req_r = rep_w = -1
+            theirs.close()
+            if not select.select([ours], [], [], FORK_TIMEOUT)[0]:
+                raise ZygoteError(f"a forked worker did not report within {FORK_TIMEOUT:g} s")
+            message, ancdata, _, _ = ours.recvmsg(1024, socket.CMSG_SPACE(struct.calcsize("3i")))
+            if message[:1] != zygote.HELLO:
+                detail = message[1:].decode(errors="replace") or "it exited"
+                raise ZygoteError(f"a forked worker could not wall itself off: {detail}")
+            pid = next(struct.unpack("3i", data[:12])[0] for level, kind, data in ancdata
+                       if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS)
+            cgroup = sandbox.pids_cgroup(limits.processes)
+            if cgroup is not None:
+                (cgroup / "cgroup.procs").write_text(str(pid))
+            pidfd = os.pidfd_open(pid)
+            ours.sendall(zygote.GO)
+            if not select.select([ours], [], [], FORK_TIMEOUT)[0]:
+                raise ZygoteError(f"a forked worker did not get ready within {FORK_TIMEOUT:g} s")
+            message = ours.recv(1)          # one byte: the exit status may follow it
+            if message != zygote.READY:
+                detail = ours.recv(1024)[:1000].decode(errors="replace") if message else "it exited"
+                raise ZygoteError(f"a forked worker could not wall itself off: {detail}")
+        except BaseException:
+            if pidfd is not None:
+                try:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                except OSError:
+                    pass
+            for fd in (req_r, rep_w, req_w, rep_r, pidfd):
+                if fd is not None and fd >= 0:
+                    os.close(fd)
+            theirs.close()
+            ours.close()
+            if cgroup is not None:
+                sandbox.kill_cgroup(cgroup)
+                sandbox.remove_cgroup(cgroup)
+            raise
+        return Worker(ForkedProcess(pid, pidfd, ours), req_w, rep_r, None, cgroup, self.key)
+
+    def _request(self, limits: Limits) -> dict:
+        return {"op": "fork", "scratch": str(self.scratch), "scratch_bytes": limits.file_size}
+
+    def stop(self) -> None:
+        self.control.close()
+        sandbox.kill_process_group(self.proc)       # it holds nothing worth a clean exit
+        if self.cgroup is not None:
+            sandbox.kill_cgroup(self.cgroup)
+            sandbox.remove_cgroup(self.cgroup)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def zygotes_enabled() -> bool:
+    """Whether workers are forked from a zygote here: only where they are confined (the
+    child's namespaces are what keep siblings apart) and not switched off."""
+    return (os.environ.get("AUTOGRADER_ZYGOTE", "1") != "0" and sandbox.confinement()[0]
+            and hasattr(os, "pidfd_open") and hasattr(socket, "SCM_CREDENTIALS"))
+
+
+_zygotes: dict[tuple, Zygote] = {}
+_warned: set[str] = set()
+
+
+def _zygote(limits: Limits, readable, env) -> Zygote | None:
+    """The zygote for these settings, started if there is none yet (call with ``_lock``)."""
+    if not zygotes_enabled():
+        return None
+    key = _key(limits, readable, env)
+    found = _zygotes.get(key)
+    if found is None:
+        try:
+            found = _zygotes[key] = Zygote(limits, readable, env)
+        except OSError as exc:
+            _warn(f"{type(exc).__name__}: {exc}")
+            return None
+    return None if found.broken else found
+
+
+def _warn(reason: str) -> None:
+    if reason not in _warned:
+        _warned.add(reason)
+        print(f"autograder: no warm workers ({reason}); starting each worker from scratch",
+              file=sys.stderr)
 
 
 _lock = threading.Lock()
@@ -128,6 +380,8 @@ def prestart(count: int, limits: Limits, readable: list[Path], env: dict[str, st
     ``total``, never start more than that many in all (no spare left over at the end)."""
     global _wanted, _left
     with _lock:
+        if _zygote(limits, readable, env) is not None:
+            return
         _wanted, _left = count, total
         while sum(w.key == _key(limits, readable, env) for w in _spares) < _target():
             _spares.append(spawn(limits, readable, env))
@@ -141,9 +395,17 @@ def keep(count: int) -> None:
 
 
 def take(limits: Limits, readable: list[Path], env: dict[str, str] | None = None) -> Worker | None:
-    """A fresh spare with these settings (starting its replacement), or None."""
+    """A fresh worker forked from the zygote for these settings, else a fresh spare
+    (starting its replacement), or None."""
     global _left
     key = _key(limits, readable, env)
+    with _lock:
+        parent = _zygote(limits, readable, env)
+    if parent is not None:
+        try:
+            return parent.fork(limits)
+        except ZygoteError as exc:
+            _warn(str(exc))
     with _lock:
         while True:
             index = next((i for i, w in enumerate(_spares) if w.key == key), None)
@@ -162,9 +424,11 @@ def take(limits: Limits, readable: list[Path], env: dict[str, str] | None = None
 
 @atexit.register
 def shutdown() -> None:
-    """Stop every spare worker (also run at interpreter exit)."""
+    """Stop every spare worker and zygote (also run at interpreter exit)."""
     global _wanted
     with _lock:
         _wanted = 0
         while _spares:
             release(_spares.pop())
+        while _zygotes:
+            _zygotes.popitem()[1].stop()

@@ -102,15 +102,18 @@ def python_paths() -> list[Path]:
     return sorted(p for p in paths if p.exists())
 
 
-def worker_command(scratch: Path, readable: list[Path], fds: tuple[int, int],
-                   env: dict[str, str]) -> tuple[list[str], dict[str, str], bool]:
-    """The argv and environment that start a worker, and whether it is confined."""
-    worker = [sys.executable, "-X", "faulthandler", "-m", "autograder.worker", *map(str, fds)]
+def worker_command(scratch: Path, readable: list[Path], fds: tuple[int, ...],
+                   env: dict[str, str], *, module: str = "autograder.worker",
+                   scratch_writable: bool = True) -> tuple[list[str], dict[str, str], bool]:
+    """The argv and environment that start a worker (or the zygote, ``module``), and
+    whether it is confined. The zygote's scratch is read-only: its children mount their
+    own tmpfs there."""
+    worker = [sys.executable, "-X", "faulthandler", "-m", module, *map(str, fds)]
     confined, _ = confinement()
     if not confined:
         return worker, env, False
     args = ["bwrap", *_bwrap_base([*python_paths(), *readable]),
-            "--bind", str(scratch), str(scratch), "--remount-ro", "/",
+            "--bind" if scratch_writable else "--ro-bind", str(scratch), str(scratch), "--remount-ro", "/",
             "--chdir", str(scratch), "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]

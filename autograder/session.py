@@ -124,9 +124,7 @@ class Session:
             except subprocess.TimeoutExpired:
                 pass
             pool.release(worker)
-            code = worker.proc.returncode
-            if self.confined and code is not None and 128 < code <= 128 + 64:
-                code = 128 - code          # bwrap reports its child's death by signal N as 128+N
+            code = worker.exit_code()
             if code is not None and code < 0:
                 name = signal.Signals(-code).name
                 detail += f" (it was stopped by {name}"

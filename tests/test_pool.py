@@ -1,6 +1,9 @@
-"""Fresh workers started ahead of need: faster, and still one process per submission."""
+"""Spawned workers started ahead of need (where there is no zygote): faster, and still
+one process per submission. The zygote has its own tests in test_zygote.py."""
 
 from __future__ import annotations
+
+import pytest
 
 from autograder import pool
 from autograder.codec import MISSING
@@ -8,6 +11,12 @@ from autograder.sandbox import Limits
 from autograder.session import Session
 
 LIMITS = Limits(cell_timeout=30)
+
+
+@pytest.fixture(autouse=True)
+def no_zygote(monkeypatch):
+    pool.shutdown()
+    monkeypatch.setenv("AUTOGRADER_ZYGOTE", "0")
 
 
 def _pid(session: Session) -> int:

@@ -1,0 +1,299 @@
+"""The warm parent: one confined process that forks a fresh worker for each submission.
+
+Started by :class:`autograder.pool.Zygote` inside the same bubblewrap sandbox as a
+plain worker, as ``python -m autograder.zygote CONTROL_FD``. It imports torch, the
+kit and the modules the lesson uses, keeps the decompressed MNIST file in memory
+(checksum-verified by the grader before it was made readable), and then waits. It never
+runs student code.
+
+For each request (a message on the control socket carrying three file descriptors:
+the worker's request pipe, its reply pipe, and a status socket) it forks, and the
+child walls itself off from its siblings before any student code exists::
+
+    zygote ── C: unshare user, mount, pid, ipc, net and uts namespaces; map the uid;
+              └─ G: pid 1 of the new pid namespace. Says hello on the status socket
+                    (the kernel attaches G's pid as the grader sees it, so the grader
+                    can put G in a fresh pids cgroup and hold a pidfd), waits for "go",
+                    mounts an empty private tmpfs on the scratch directory and on
+                    /dev/shm, hides /proc, drops every capability, sets no_new_privs,
+                    says "ready" and closes the status socket, then
+                    └─ W: the worker, serving the grader exactly as a spawned one does.
+
+G reaps whatever W leaves behind and exits with W's status; C reports that status on
+the status socket. Killing G (the grader does, through its pidfd) ends the whole pid
+namespace. Siblings cannot see, signal or trace each other (separate pid and user
+namespaces, no /proc), cannot meet (separate network and IPC namespaces), and cannot
+read each other's files (separate tmpfs scratch). Each is a separate process: two
+students never share an interpreter.
+
+A child that cannot build its namespaces never runs anything: it reports the error on
+the status socket, and the grader falls back to spawning plain workers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import gzip
+import io
+import json
+import os
+import socket
+import struct
+import sys
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_RDONLY, MS_REMOUNT = 2, 4, 8, 1, 32
+MS_REC, MS_PRIVATE = 16384, 1 << 18
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+HELLO, GO, READY, FAILED = b"H", b"G", b"R", b"E"
+STATUS = struct.Struct("!ci")      # b"X" and the worker's exit status (negative: signal)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: bytes | None, target: str, fstype: bytes | None, flags: int,
+           data: bytes | None = None) -> None:
+    _check(_libc.mount(source, target.encode(), fstype, flags, data), f"mount {target}")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def drop_privileges() -> None:
+    """No capabilities (bounding, effective, permitted, inheritable) and no way back."""
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break                                   # EINVAL: past the last capability
+    header, data = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def enter_namespaces() -> None:
+    """In C: new user, mount, pid, ipc, network and uts namespaces; same uid and gid inside."""
+    uid, gid = os.geteuid(), os.getegid()
+    _check(_libc.unshare(NAMESPACES), "unshare")
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+
+
+def wall_off(scratch: str, scratch_bytes: int) -> None:
+    """In G: private mounts, a fresh scratch, no /proc, no shared /dev/shm, no capabilities."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount(b"tmpfs", scratch, b"tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={scratch_bytes},mode=0700".encode())
+    if os.path.isdir("/dev/shm"):
+        _mount(b"tmpfs", "/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64m,mode=1777")
+    # /proc shows the zygote's pid namespace (the siblings); a new one cannot be mounted
+    # under bubblewrap's partly covered /proc, so an empty read-only tmpfs hides it.
+    _mount(b"tmpfs", "/proc", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k,mode=0555")
+    _mount(None, "/proc", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(scratch)
+    drop_privileges()
+
+
+# ---------------------------------------------------------------------------- warm-up
+@functools.lru_cache(maxsize=1)
+def _mnist_bytes() -> tuple[str, bytes] | None:
+    path = os.environ.get("AUTOGRADER_MNIST")
+    if not path or not os.path.isfile(path):
+        return None
+    with gzip.open(path, "rb") as f:
+        return os.path.realpath(path), f.read()
+
+
+class CachedGzipFile(io.BytesIO):
+    """What ``gzip.open(MNIST_PATH, "rb")`` returns in a forked worker: the same bytes,
+    decompressed once by the zygote instead of once per student."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name, self.mode = name, "rb"
+
+    def writable(self) -> bool:
+        return False
+
+    def write(self, data) -> int:
+        raise io.UnsupportedOperation("File not open for writing")
+
+    def writelines(self, lines) -> None:
+        raise io.UnsupportedOperation("File not open for writing")
+
+    def truncate(self, size=None) -> int:
+        raise io.UnsupportedOperation("File not open for writing")
+
+
+def _cache_mnist_reads() -> None:
+    """Serve ``gzip.open`` of the verified MNIST file from memory; anything else as usual."""
+    cached = _mnist_bytes()
+    if cached is None:
+        return
+    real, data = cached
+    original = gzip.open
+
+    @functools.wraps(original)
+    def open_(filename, mode="rb", *args, **kwargs):
+        if (mode in ("r", "rb") and not args and not kwargs and isinstance(filename, (str, bytes, os.PathLike))
+                and os.path.realpath(os.fsdecode(filename)) == real):
+            return CachedGzipFile(data, os.fsdecode(filename))
+        return original(filename, mode, *args, **kwargs)
+
+    gzip.open = open_
+
+
+def warm_up() -> None:
+    """Everything a worker would otherwise do first, done once: imports and MNIST."""
+    import math  # noqa: F401
+    import pickle  # noqa: F401
+
+    import numpy  # noqa: F401
+    import torch
+
+    from . import codec, executor, worker  # noqa: F401
+    # first-use costs of the operations the lesson uses (every worker reseeds its
+    # generators: see _fresh_random_state)
+    a = torch.ones(64, 64)
+    ((a - a.mean()) / a.std() @ a).clamp_min(0.0).sum()
+    torch.nn.init.kaiming_normal_  # noqa: B018
+    _cache_mnist_reads()
+
+
+# ---------------------------------------------------------------------------- forking
+def _receive(control: socket.socket) -> tuple[dict, list[int]] | None:
+    fds = __import__("array").array("i")
+    msg, ancdata, _flags, _addr = control.recvmsg(65536, socket.CMSG_SPACE(16 * fds.itemsize))
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    if not msg:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return json.loads(msg), list(fds)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    top = max(keep | {2}) + 1
+    for fd in range(3, top):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os.closerange(top, 65536)
+
+
+def _child(request: dict, req_r: int, rep_w: int, status_fd: int) -> None:
+    """C, then G, then W. Never returns."""
+    import signal
+    status = socket.socket(fileno=status_fd)
+    try:
+        _close_all_but({req_r, rep_w, status_fd})
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        enter_namespaces()
+        init = os.fork()
+    except BaseException as exc:                    # noqa: BLE001  report, never run anything
+        _report_failure(status, exc)
+    if init:                                        # C: wait for G, report, leave
+        os.close(req_r)
+        os.close(rep_w)
+        _, code = os.waitpid(init, 0)
+        try:
+            status.sendall(STATUS.pack(b"X", os.waitstatus_to_exitcode(code)))
+        finally:
+            os._exit(0)
+    try:                                            # G: pid 1 of the new namespace
+        status.sendall(HELLO)
+        if status.recv(1) != GO:
+            os._exit(1)
+        wall_off(request["scratch"], int(request["scratch_bytes"]))
+        status.sendall(READY)
+        status.close()
+        worker_pid = os.fork()
+    except BaseException as exc:                    # noqa: BLE001
+        _report_failure(status, exc)
+    if worker_pid == 0:                             # W: the worker
+        _fresh_random_state()
+        from . import worker
+        worker.main([str(req_r), str(rep_w)])
+        os._exit(0)
+    os.close(req_r)
+    os.close(rep_w)
+    while True:                                     # G: reap until the worker is gone
+        try:
+            pid, code = os.wait()
+        except ChildProcessError:
+            os._exit(1)
+        if pid == worker_pid:
+            code = os.waitstatus_to_exitcode(code)
+            os._exit(128 - code if code < 0 else code)
+
+
+def _fresh_random_state() -> None:
+    """Unseeded generators start from fresh entropy, as in a new process (torch, numpy
+    and ``random`` would otherwise continue the zygote's state, the same in every child)."""
+    import random
+
+    import numpy
+    import torch
+    random.seed()
+    numpy.random.seed()
+    torch.seed()
+
+
+def _report_failure(status: socket.socket, exc: BaseException) -> None:
+    try:
+        status.sendall(FAILED + f"{type(exc).__name__}: {exc}".encode()[:1000])
+    finally:
+        os._exit(70)
+
+
+def serve(control_fd: int) -> None:
+    import signal
+    control = socket.socket(fileno=control_fd)
+    warm_up()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)   # Cs are reaped by the kernel
+    control.sendall(json.dumps({"op": "ready", "pid": os.getpid()}).encode())
+    while True:
+        received = _receive(control)
+        if received is None:
+            return
+        request, fds = received
+        if request.get("op") != "fork" or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            _child(request, *fds)
+        for fd in fds:
+            os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    sys.stdin = open(os.devnull)
+    serve(int(argv[0]))
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
