@@ -33,6 +33,7 @@ MAX_HEADER = 8 * 2**20          # bytes of JSON a worker may send in one frame
 MAX_ITEMS = 64                  # items of a list/tuple/dict described
 MAX_REPR = 200                  # characters of an opaque object's repr kept
 MAX_DEPTH = 6
+LARGE = 1 << 20                 # bytes from which a received buffer is not zero-filled first
 
 # dtypes that may cross the boundary, by name; anything else is described as opaque
 TORCH_DTYPES = {
@@ -235,7 +236,7 @@ def _decode_tensor(desc, buffers) -> torch.Tensor:
     if len(raw) == 0:
         tensor = torch.empty(shape, dtype=dtype)
     else:
-        raw = raw if isinstance(raw, bytearray) else bytearray(raw)     # frombuffer needs it writable
+        raw = raw if isinstance(raw, (bytearray, np.ndarray)) else bytearray(raw)  # must be writable
         tensor = torch.frombuffer(raw, dtype=dtype).reshape(shape)
     for attr, sub in (desc.get("attrs") or {}).items():
         if attr == "g":
@@ -258,9 +259,10 @@ def send(fd: int, header: dict, buffers: list = ()) -> None:
             view = view[written:]
 
 
-def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytearray:
-    """Read exactly ``n`` bytes into one writable buffer (no intermediate copies)."""
-    buf = bytearray(n)
+def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytearray | np.ndarray:
+    """Read exactly ``n`` bytes into one writable buffer (no intermediate copies; a large
+    one is an uninitialised uint8 array, since zero-filling it first would cost a pass)."""
+    buf = bytearray(n) if n < LARGE else np.empty(n, dtype=np.uint8)
     view, done = memoryview(buf), 0
     while done < n:
         if deadline is not None:

@@ -3,7 +3,8 @@
 Started by :class:`autograder.pool.Zygote` inside the same bubblewrap sandbox as a
 plain worker, as ``python -m autograder.zygote CONTROL_FD``. It imports torch, the
 kit and the modules the lesson uses, keeps the decompressed MNIST file in memory
-(checksum-verified by the grader before it was made readable), and then waits. It never
+(checksum-verified by the grader before it was made readable) both as bytes and
+unpickled, and then waits. It never
 runs student code.
 
 For each request (a message on the control socket carrying three file descriptors:
@@ -141,13 +142,36 @@ class CachedGzipFile(io.BytesIO):
         raise io.UnsupportedOperation("File not open for writing")
 
 
+def _copy(value):
+    """A fresh copy of an unpickled MNIST structure (tuples of numpy arrays)."""
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    return value.copy()
+
+
 def _cache_mnist_reads() -> None:
-    """Serve ``gzip.open`` of the verified MNIST file from memory; anything else as usual."""
+    """Serve ``gzip.open`` of the verified MNIST file from memory, and the lesson's
+    ``pickle.load(f, encoding="latin-1")`` of it from arrays unpickled once (fresh
+    copies on every call, so changing one never changes the next); anything else as usual."""
+    import pickle
     cached = _mnist_bytes()
     if cached is None:
         return
     real, data = cached
     original = gzip.open
+    unpickled = pickle.loads(data, encoding="latin-1")
+    original_load = pickle.load
+
+    @functools.wraps(original_load)
+    def load(file, *, fix_imports=True, encoding="ASCII", errors="strict", buffers=None):
+        if (type(file) is CachedGzipFile and not file.closed and file.tell() == 0 and fix_imports
+                and encoding == "latin-1" and errors == "strict" and buffers is None):
+            file.seek(0, io.SEEK_END)                # as if read to the end
+            return _copy(unpickled)
+        return original_load(file, fix_imports=fix_imports, encoding=encoding, errors=errors,
+                             buffers=buffers)
+
+    pickle.load = load
 
     @functools.wraps(original)
     def open_(filename, mode="rb", *args, **kwargs):

@@ -143,9 +143,10 @@ def test_random_generators_are_not_shared_between_workers(settings):
     draws = []
     for _ in range(2):
         with _session(settings) as s:
-            _run(s, "import random, numpy, torch\nd = (random.random(), float(numpy.random.rand()), float(torch.rand(1)))")
+            _run(s, "import random, numpy, torch\n"
+                    "d = (random.random(), float(numpy.random.rand()), float(torch.rand(1)))")
             draws.append(tuple(s.get("d")["d"]))
-    assert all(x != y for x, y in zip(*draws))
+    assert all(x != y for x, y in zip(*draws, strict=True))
 
 
 def test_mnist_read_from_the_zygote_is_byte_identical(settings):
@@ -163,17 +164,31 @@ def test_mnist_read_from_the_zygote_is_byte_identical(settings):
                 digest = hashlib.sha256(f.read()).hexdigest()
             with gzip.open(path, "rb") as f:
                 ((x, y), _, _) = pickle.load(f, encoding="latin-1")
+                rest = len(f.read())
             shape = list(x.shape)
+            x[:] = 0                                          # a student's in-place change...
+            with gzip.open(path, "rb") as f:
+                again = pickle.load(f, encoding="latin-1")
+            pristine = float(again[0][0].sum()) > 0 and again[0][0].flags.writeable
+            with gzip.open(path, "rb") as f:                  # any other reading: the real thing
+                f.read(10)
+                try:
+                    pickle.load(f, encoding="latin-1")
+                    partial = "loaded"
+                except Exception as exc:
+                    partial = type(exc).__name__
             try:
                 gzip.open(path, "rb").write(b"x")
                 writable = True
             except io.UnsupportedOperation:
                 writable = False
         """)
-        got = s.get("digest", "shape", "writable")
+        got = s.get("digest", "shape", "writable", "rest", "pristine", "partial")
     assert got["digest"] == expected
-    assert got["shape"] == [50000, 784]
+    assert got["shape"] == [50000, 784] and got["rest"] == 0
     assert got["writable"] is False
+    assert got["pristine"] is True                        # ...never reaches the next call
+    assert got["partial"] != "loaded"
 
 
 def test_exit_status_and_kill_reach_the_grader(settings):
