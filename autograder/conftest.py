@@ -21,6 +21,21 @@ def pytest_addoption(parser):
                     help="grade this notebook (repeatable); default: the released notebooks")
 
 
+def _paths(config) -> list[Path]:
+    return [Path(p) for p in config.getoption("notebook")] or sorted(RELEASE.glob("*/*.ipynb"))
+
+
+def pytest_configure(config):
+    """Start the zygote (or a spare worker) as early as possible: it imports torch and
+    maps MNIST while this process collects and imports torch itself."""
+    paths = _paths(config)
+    if paths:
+        from autograder import pool
+        from autograder.sandbox import Limits
+        pool.prestart(1, Limits(), *pool.settings(), total=len(paths))
+        pool.keep(1)
+
+
 def pytest_pycollect_makemodule(module_path, parent):
     if module_path.name == "test_notebooks.py" and module_path.parent == Path(__file__).parent:
         return Notebooks.from_parent(parent, path=module_path)
@@ -33,14 +48,9 @@ class ExerciseFailed(Exception):
 
 class Notebooks(pytest.File):
     def collect(self):
-        paths = [Path(p) for p in self.config.getoption("notebook")] or sorted(RELEASE.glob("*/*.ipynb"))
+        paths = _paths(self.config)
         if not paths:
             raise pytest.UsageError("no notebooks to grade: pass --notebook PATH")
-        from autograder import pool
-        from autograder.sandbox import Limits
-        # Start the zygote (or a spare worker) before this process imports torch.
-        pool.prestart(1, Limits(), *pool.settings(), total=len(paths))
-        pool.keep(1)
         for path in paths:
             yield NotebookItems.from_parent(self, name=path.name, path_=path)
 

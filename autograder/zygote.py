@@ -3,8 +3,8 @@
 Started by :class:`autograder.pool.Zygote` inside the same bubblewrap sandbox as a
 plain worker, as ``python -m autograder.zygote CONTROL_FD``. It imports torch, the
 kit and the modules the lesson uses, keeps the decompressed MNIST file in memory
-(checksum-verified by the grader before it was made readable) both as bytes and
-unpickled, and then waits. It never
+(checksum-verified by the grader, its arrays memory-mapped from the data cache), and
+then waits. It never
 runs student code.
 
 For each request (a message on the control socket carrying three file descriptors:
@@ -112,75 +112,84 @@ def wall_off(scratch: str, scratch_bytes: int) -> None:
 
 
 # ---------------------------------------------------------------------------- warm-up
-@functools.lru_cache(maxsize=1)
-def _mnist_bytes() -> tuple[str, bytes] | None:
-    path = os.environ.get("AUTOGRADER_MNIST")
-    if not path or not os.path.isfile(path):
-        return None
-    with gzip.open(path, "rb") as f:
-        return os.path.realpath(path), f.read()
+class MnistGzipFile(gzip.GzipFile):
+    """What ``gzip.open(MNIST_PATH, "rb")`` returns in a forked worker: the real gzip file,
+    read and decompressed as usual, except that the lesson's ``pickle.load(f,
+    encoding="latin-1")`` from its start is answered with fresh copies of the arrays the
+    zygote memory-mapped once (see :func:`_serve_mnist_from_memory`). After that the file
+    behaves as one read to its end."""
 
+    size = 0                    # decompressed size, for tell() after a served load
+    _served = False
 
-class CachedGzipFile(io.BytesIO):
-    """What ``gzip.open(MNIST_PATH, "rb")`` returns in a forked worker: the same bytes,
-    decompressed once by the zygote instead of once per student."""
+    def _after_load(self) -> None:
+        self._served = True
 
-    def __init__(self, data: bytes, name: str) -> None:
-        super().__init__(data)
-        self.name, self.mode = name, "rb"
+    def read(self, size=-1):
+        return b"" if self._served else super().read(size)
 
-    def writable(self) -> bool:
-        return False
+    def read1(self, size=-1):
+        return b"" if self._served else super().read1(size)
 
-    def write(self, data) -> int:
-        raise io.UnsupportedOperation("File not open for writing")
+    def peek(self, n=0):
+        return b"" if self._served else super().peek(n)
 
-    def writelines(self, lines) -> None:
-        raise io.UnsupportedOperation("File not open for writing")
+    def readline(self, size=-1):
+        return b"" if self._served else super().readline(size)
 
-    def truncate(self, size=None) -> int:
-        raise io.UnsupportedOperation("File not open for writing")
+    def tell(self):
+        return self.size if self._served else super().tell()
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        if self._served and whence != io.SEEK_END:
+            offset += self.size if whence == io.SEEK_CUR else 0
+            self._served = False                   # back to the real stream, from its start
+            super().seek(0)
+            whence = io.SEEK_SET
+        return super().seek(offset, whence)
 
 
 def _copy(value):
-    """A fresh copy of an unpickled MNIST structure (tuples of numpy arrays)."""
+    """A fresh copy of the file's structure: tuples of writable ``numpy.ndarray``s."""
+    import numpy
     if isinstance(value, tuple):
         return tuple(_copy(v) for v in value)
-    return value.copy()
+    return numpy.array(value)          # a plain ndarray (not a memmap), owning its data
 
 
-def _cache_mnist_reads() -> None:
-    """Serve ``gzip.open`` of the verified MNIST file from memory, and the lesson's
-    ``pickle.load(f, encoding="latin-1")`` of it from arrays unpickled once (fresh
-    copies on every call, so changing one never changes the next); anything else as usual."""
+def _serve_mnist_from_memory() -> None:
+    """Patch ``gzip.open`` and ``pickle.load`` for the one file every student reads: the
+    same results, without decompressing and unpickling 220 MB once per student."""
     import pickle
-    cached = _mnist_bytes()
-    if cached is None:
+
+    from .data import cached_contents
+    path = os.environ.get("AUTOGRADER_MNIST")
+    contents = cached_contents(path) if path and os.path.isfile(path) else None
+    if contents is None:
         return
-    real, data = cached
-    original = gzip.open
-    unpickled = pickle.loads(data, encoding="latin-1")
-    original_load = pickle.load
+    real = os.path.realpath(path)
+    with open(real, "rb") as f:                    # gzip's trailer: the size mod 2**32
+        f.seek(-4, io.SEEK_END)
+        MnistGzipFile.size = struct.unpack("<I", f.read(4))[0]
+    original_open, original_load = gzip.open, pickle.load
 
-    @functools.wraps(original_load)
-    def load(file, *, fix_imports=True, encoding="ASCII", errors="strict", buffers=None):
-        if (type(file) is CachedGzipFile and not file.closed and file.tell() == 0 and fix_imports
-                and encoding == "latin-1" and errors == "strict" and buffers is None):
-            file.seek(0, io.SEEK_END)                # as if read to the end
-            return _copy(unpickled)
-        return original_load(file, fix_imports=fix_imports, encoding=encoding, errors=errors,
-                             buffers=buffers)
-
-    pickle.load = load
-
-    @functools.wraps(original)
+    @functools.wraps(original_open)
     def open_(filename, mode="rb", *args, **kwargs):
         if (mode in ("r", "rb") and not args and not kwargs and isinstance(filename, (str, bytes, os.PathLike))
                 and os.path.realpath(os.fsdecode(filename)) == real):
-            return CachedGzipFile(data, os.fsdecode(filename))
-        return original(filename, mode, *args, **kwargs)
+            return MnistGzipFile(filename, "rb")
+        return original_open(filename, mode, *args, **kwargs)
 
-    gzip.open = open_
+    @functools.wraps(original_load)
+    def load(file, *, fix_imports=True, encoding="ASCII", errors="strict", buffers=None):
+        if (type(file) is MnistGzipFile and not file.closed and not file._served and file.tell() == 0
+                and fix_imports and encoding == "latin-1" and errors == "strict" and buffers is None):
+            file._after_load()
+            return _copy(contents)
+        return original_load(file, fix_imports=fix_imports, encoding=encoding, errors=errors,
+                             buffers=buffers)
+
+    gzip.open, pickle.load = open_, load
 
 
 def warm_up() -> None:
@@ -197,7 +206,7 @@ def warm_up() -> None:
     a = torch.ones(64, 64)
     ((a - a.mean()) / a.std() @ a).clamp_min(0.0).sum()
     torch.nn.init.kaiming_normal_  # noqa: B018
-    _cache_mnist_reads()
+    _serve_mnist_from_memory()
 
 
 # ---------------------------------------------------------------------------- forking

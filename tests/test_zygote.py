@@ -155,11 +155,13 @@ def test_mnist_read_from_the_zygote_is_byte_identical(settings):
     if "AUTOGRADER_MNIST" not in env:
         pytest.skip("MNIST is not available")
     with gzip.open(env["AUTOGRADER_MNIST"], "rb") as f:
-        expected = hashlib.sha256(f.read()).hexdigest()
+        raw = f.read()
+    expected = hashlib.sha256(raw).hexdigest()
     with _session(settings) as s:
         _run(s, """
             import gzip, hashlib, io, os, pickle
             path = os.environ["AUTOGRADER_MNIST"]
+            served = type(gzip.open(path, "rb")).__name__
             with gzip.open(path, "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()
             with gzip.open(path, "rb") as f:
@@ -170,6 +172,12 @@ def test_mnist_read_from_the_zygote_is_byte_identical(settings):
             with gzip.open(path, "rb") as f:
                 again = pickle.load(f, encoding="latin-1")
             pristine = float(again[0][0].sum()) > 0 and again[0][0].flags.writeable
+            kinds = sorted({type(a).__name__ for pair in again for a in pair})
+            with gzip.open(path, "rb") as f:
+                pickle.load(f, encoding="latin-1")
+                after = (len(f.read()), f.tell())
+                f.seek(0)
+                head = list(f.read(2))
             with gzip.open(path, "rb") as f:                  # any other reading: the real thing
                 f.read(10)
                 try:
@@ -180,14 +188,19 @@ def test_mnist_read_from_the_zygote_is_byte_identical(settings):
             try:
                 gzip.open(path, "rb").write(b"x")
                 writable = True
-            except io.UnsupportedOperation:
+            except (io.UnsupportedOperation, OSError):
                 writable = False
         """)
-        got = s.get("digest", "shape", "writable", "rest", "pristine", "partial")
+        got = s.get("digest", "shape", "writable", "rest", "pristine", "partial", "kinds", "after",
+                    "head", "served")
     assert got["digest"] == expected
     assert got["shape"] == [50000, 784] and got["rest"] == 0
     assert got["writable"] is False
     assert got["pristine"] is True                        # ...never reaches the next call
+    assert got["kinds"] == ["ndarray"]
+    assert list(got["after"]) == [0, len(raw)]             # at the end, as after a real load
+    assert got["head"] == list(raw[:2])
+    assert got["served"] == "MnistGzipFile"
     assert got["partial"] != "loaded"
 
 
