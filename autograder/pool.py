@@ -340,6 +340,8 @@ def zygotes_enabled() -> bool:
 
 
 _zygotes: dict[tuple, Zygote] = {}
+_restarts: dict[tuple, int] = {}
+MAX_ZYGOTE_RESTARTS = 3         # a zygote that keeps dying is given up for spawned workers
 _warned: set[str] = set()
 
 
@@ -349,6 +351,15 @@ def _zygote(limits: Limits, readable, env) -> Zygote | None:
         return None
     key = _key(limits, readable, env)
     found = _zygotes.get(key)
+    if found is not None and found.proc.poll() is not None:
+        found.broken = found.broken or "the zygote died"
+        if _restarts.get(key, 0) >= MAX_ZYGOTE_RESTARTS:
+            _warn(f"the zygote died {MAX_ZYGOTE_RESTARTS + 1} times")
+    if found is not None and found.broken and found.proc.poll() is not None \
+            and _restarts.get(key, 0) < MAX_ZYGOTE_RESTARTS:
+        _restarts[key] = _restarts.get(key, 0) + 1       # it died (killed from outside): replace it
+        found.stop()
+        found = None
     if found is None:
         try:
             found = _zygotes[key] = Zygote(limits, readable, env)

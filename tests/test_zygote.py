@@ -242,3 +242,36 @@ def test_zygote_runs_no_student_code_and_stops_with_the_pool(settings):
     pool.shutdown()
     assert parent.proc.poll() is not None
     assert os.path.exists(parent.scratch) is False
+
+
+def test_a_zygote_that_died_is_replaced(settings, capsys, monkeypatch):
+    """If the zygote itself is killed (say, by the OOM killer), grading goes on with a
+    new zygote; after too many deaths, with spawned workers."""
+    pool.shutdown()
+    monkeypatch.setattr(pool, "_restarts", {})
+    monkeypatch.setattr(pool, "MAX_ZYGOTE_RESTARTS", 1)
+
+    def kill_zygote():
+        parent = next(iter(pool._zygotes.values()))
+        parent.proc.kill()
+        parent.proc.wait()
+        return parent
+
+    def kind():
+        with _session(settings) as s:
+            _run(s, "x = 2")
+            assert s.get("x")["x"] == 2
+            return type(s._worker.proc).__name__
+
+    try:
+        assert kind() == "ForkedProcess"
+        first = kill_zygote()
+        assert kind() == "ForkedProcess"          # from a new zygote
+        assert next(iter(pool._zygotes.values())) is not first
+        assert capsys.readouterr().err == ""
+        kill_zygote()
+        assert [kind(), kind()] == ["Popen", "Popen"]   # given up after one restart
+        assert "no warm workers (the zygote died 2 times)" in capsys.readouterr().err
+    finally:
+        pool.shutdown()
+        pool._warned.clear()
