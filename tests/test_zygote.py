@@ -103,6 +103,22 @@ def test_a_forked_worker_has_no_privileges(settings):
         assert got["mount"] == -1 and got["umount"] == -1 and got["unshare"] == -1
         assert got["no_new_privs"] == 1
         assert got["uid"] != 0
+        # A user namespace of its own gives capabilities over nothing it inherited: the
+        # mounts that hide /proc and the zygote's scratch stay (they are locked).
+        _run(s, """
+            import ctypes, os
+            pid = os.fork()
+            if pid == 0:
+                libc = ctypes.CDLL(None, use_errno=True)
+                if libc.unshare(0x10000000 | 0x00020000) != 0:     # user + mount namespace
+                    os._exit(10)
+                unhid = libc.umount2(b"/proc", 2) == 0 or libc.umount2(os.getcwd().encode(), 2) == 0
+                os._exit(20 if unhid else 30)
+            escape = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            still_hidden = os.listdir("/proc") == []
+        """)
+        got = s.get("escape", "still_hidden")
+        assert got["escape"] in (10, 30) and got["still_hidden"] is True
 
 
 def test_each_worker_has_its_own_process_cap(settings):
