@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from autograder.checks.fully_connected import INIT_CASES, INITS, N_PIXELS, judge_weights
+from autograder.checks.fully_connected import INIT_CASES, INITS, N_PIXELS, W2_DRAWS, judge_weights
 from autograder.feedback import Fail
 
 __all__ = ["Case", "CASES", "VARIANTS", "sweep", "main"]
@@ -37,10 +37,15 @@ class Case:
     n_out: int
     formula: str
     scale: Callable[[int, int], float]
+    draws: int = 1              # independent draws side by side, as the grader pools w2
 
     @property
     def sigma(self) -> float:
         return self.scale(self.n_in, self.n_out)
+
+    @property
+    def cols(self) -> int:
+        return self.n_out * self.draws
 
 
 CASES = [
@@ -51,13 +56,14 @@ CASES = [
 CASES += [
     Case(f"params w1{(N_PIXELS, 50)}", N_PIXELS, 50, "sqrt(2/n_in)", lambda i, o: math.sqrt(2 / i)),
     Case("params w2(50, 1)", 50, 1, "1/sqrt(n_in)", lambda i, o: 1 / math.sqrt(i)),
+    Case(f"params w2(50, 1) x{W2_DRAWS}", 50, 1, "1/sqrt(n_in)", lambda i, o: 1 / math.sqrt(i), W2_DRAWS),
 ]
 
 Draw = Callable[[torch.Generator, Case], "torch.Tensor | None"]
 
 
 def _normal(g: torch.Generator, case: Case, sigma: float) -> torch.Tensor:
-    return torch.randn(case.n_in, case.n_out, generator=g) * sigma
+    return torch.randn(case.n_in, case.cols, generator=g) * sigma
 
 
 def _swapped(g: torch.Generator, case: Case) -> torch.Tensor | None:
@@ -71,16 +77,16 @@ VARIANTS: dict[str, Draw] = {
     "variance*2": lambda g, c: _normal(g, c, c.sigma * math.sqrt(2)),  # Kaiming where it is not due
     "n_out": _swapped,  # n_out where n_in belongs
     "std 1": lambda g, c: None if math.isclose(c.sigma, 1.0) else _normal(g, c, 1.0),
-    "rand": lambda g, c: torch.rand(c.n_in, c.n_out, generator=g) * c.sigma,
+    "rand": lambda g, c: torch.rand(c.n_in, c.cols, generator=g) * c.sigma,
     "uniform": lambda g, c: (
-        (torch.rand(c.n_in, c.n_out, generator=g) * 2 - 1) * math.sqrt(3) * c.sigma
+        (torch.rand(c.n_in, c.cols, generator=g) * 2 - 1) * math.sqrt(3) * c.sigma
     ),
 }
 
 
 def _fails(case: Case, w: torch.Tensor) -> bool:
     try:
-        judge_weights(case.label, w, case.n_in, case.n_out, case.sigma, case.formula)
+        judge_weights(case.label, w, case.n_in, case.n_out, case.sigma, case.formula, draws=case.draws)
     except Fail:
         return True
     return False
@@ -112,7 +118,7 @@ def _sweep_case(c_index: int, case: Case, seeds: int) -> dict:
                 continue
             caught[name] += _fails(case, w)
     return {
-        "n": case.n_in * case.n_out,
+        "n": case.n_in * case.cols,
         "sigma": case.sigma,
         "false_failures": false_failures,
         "power": {name: (caught[name] / seeds if applicable[name] else None) for name in VARIANTS},

@@ -20,7 +20,7 @@ from ..session import WorkerDied
 from ..submission import Submission
 
 __all__ = ["Exercise", "exercise", "EXERCISES", "NOTEBOOKS", "run_exercise", "call", "Called",
-           "fail_on_error"]
+           "fail_on_error", "cell_error"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class Exercise:
     title: str                  # the call shown in messages, e.g. "lin(x, w, b)"
     rule: static.Rule | None = None
     rule_hint: str = ""
+    # The check re-runs the cell with the grader's inputs (see fully_connected._judge_cell),
+    # so a cell that raised because of an earlier exercise's mistake can still pass.
+    reruns: bool = False
 
 
 EXERCISES: dict[str, Exercise] = {}
@@ -41,10 +44,10 @@ PREFETCH: dict[str, Callable[[], Any]] = {}
 
 
 def exercise(notebook: str, name: str, points: int, title: str, *,
-             rule: static.Rule | None = None, rule_hint: str = ""):
+             rule: static.Rule | None = None, rule_hint: str = "", reruns: bool = False):
     """Register a check function for the exercise ``name`` of ``notebook``."""
     def register(fn):
-        ex = Exercise(name, notebook, points, fn, title, rule, rule_hint)
+        ex = Exercise(name, notebook, points, fn, title, rule, rule_hint, reruns)
         EXERCISES[name] = ex
         NOTEBOOKS.setdefault(notebook, []).append(ex)
         return fn
@@ -133,9 +136,16 @@ def _precheck(ex: Exercise, sub: Submission) -> None:
     if run.status == "crashed":
         raise Fail(f"{ex.title}: running your cell stopped the Python process: {error.get('evalue', '')}.",
                    hint="Look for os._exit, sys.exit, or memory use far beyond what the exercise needs.")
-    raise Fail(f"{ex.title}: your cell raised {error.get('ename', 'an error')} when it ran.",
-               *_traceback_lines(error),
-               hint=_limit_hint(error) or "Fix the error and run the cell again; the cells below it depend on it.")
+    if not ex.reruns:
+        raise cell_error(ex, run)
+
+
+def cell_error(ex: Exercise, run) -> Fail:
+    """The failure for an exercise whose cell raised when the notebook ran."""
+    error = run.error or {}
+    return Fail(f"{ex.title}: your cell raised {error.get('ename', 'an error')} when it ran.",
+                *_traceback_lines(error),
+                hint=_limit_hint(error) or "Fix the error and run the cell again; the cells below it depend on it.")
 
 
 def run_exercise(ex: Exercise, sub: Submission, **options) -> ExerciseResult:

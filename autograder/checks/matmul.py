@@ -150,8 +150,8 @@ def _refuses_bad_shapes(sub, title: str, fn: str) -> None:
 def _loop_depth(source: str) -> int:
     """How deeply loops (for, while, comprehensions) nest in ``source``."""
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
+        tree = static.parse(source)
+    except (SyntaxError, ValueError):
         return 0
 
     def depth(node: ast.AST) -> int:
