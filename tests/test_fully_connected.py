@@ -274,3 +274,25 @@ def test_instant_check_catches_in_place_relu():
     ns = kernel("def relu(x):\n    x[x < 0] = 0\n    return x\n")
     with pytest.raises(autograder.CheckFailed, match="in place"):
         exec('check("relu")', ns)
+
+
+def test_correct_data_is_judged_on_sampled_rows(monkeypatch):
+    """Do a correct get_data and normalize_data pass on grader-chosen rows alone, without
+    the full 190 MB transfer that only a failure needs (to explain itself)?"""
+    from autograder.checks import fully_connected as fc
+
+    real_call = fc.call
+
+    def call(sub, title, fn, *args, **kwargs):
+        assert fn != "get_data", "the full comparison ran for a correct get_data"
+        return real_call(sub, title, fn, *args, **kwargs)
+
+    def full_judge(values):
+        raise AssertionError("the full comparison ran for a correct normalize_data")
+
+    monkeypatch.setattr(fc, "call", call)
+    monkeypatch.setattr(fc, "_judge_normalized", full_judge)
+    solution = Path(__file__).resolve().parents[1] / "solutions" / "lesson8" / "02_fully_connected.ipynb"
+    results = {ex.name: ex for ex in grade_notebook(solution).exercises}
+    assert results["get_data"].passed, results["get_data"].message
+    assert results["normalize_data"].passed, results["normalize_data"].message
