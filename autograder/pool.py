@@ -21,6 +21,7 @@ from __future__ import annotations
 import array
 import atexit
 import fcntl
+import functools
 import json
 import os
 import select
@@ -123,13 +124,21 @@ class Worker:
 def settings() -> tuple[list[Path], dict[str, str]]:
     """What every worker may read besides Python and the kit (the MNIST cache, with its
     array cache built), and the environment that tells it where the data is."""
-    from .data import DataError, file_contents, mnist_path
+    from .data import DataError, mnist_path
     try:
         path = mnist_path()
-        file_contents(path)
+        _build_array_cache(path)
     except DataError:
         return [], {}
     return [path.parent], {"AUTOGRADER_MNIST": str(path)}
+
+
+@functools.lru_cache(maxsize=None)
+def _build_array_cache(path: Path) -> None:
+    """Build the array cache the zygote maps (once per process: where the cache is not
+    writable, this decodes the file and keeps nothing)."""
+    from .data import file_contents
+    file_contents(path)
 
 
 def worker_env(scratch: Path, extra: dict[str, str]) -> dict[str, str]:
