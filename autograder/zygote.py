@@ -33,12 +33,14 @@ the status socket, and the grader falls back to spawning plain workers.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import functools
 import gzip
 import io
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -211,7 +213,7 @@ def warm_up() -> None:
 
 # ---------------------------------------------------------------------------- forking
 def _receive(control: socket.socket) -> tuple[dict, list[int]] | None:
-    fds = __import__("array").array("i")
+    fds = array.array("i")
     msg, ancdata, _flags, _addr = control.recvmsg(65536, socket.CMSG_SPACE(16 * fds.itemsize))
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -236,7 +238,6 @@ def _close_all_but(keep: set[int]) -> None:
 
 def _child(request: dict, req_r: int, rep_w: int, status_fd: int) -> None:
     """C, then G, then W. Never returns."""
-    import signal
     status = socket.socket(fileno=status_fd)
     try:
         _close_all_but({req_r, rep_w, status_fd})
@@ -300,7 +301,6 @@ def _report_failure(status: socket.socket, exc: BaseException) -> None:
 
 
 def serve(control_fd: int) -> None:
-    import signal
     control = socket.socket(fileno=control_fd)
     warm_up()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)   # Cs are reaped by the kernel
