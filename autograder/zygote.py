@@ -225,22 +225,17 @@ def _receive(control: socket.socket) -> tuple[dict, list[int]] | None:
     return json.loads(msg), list(fds)
 
 
-def _close_all_but(keep: set[int]) -> None:
-    top = max(keep | {2}) + 1
-    for fd in range(3, top):
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    os.closerange(top, 65536)
+def _child(control: socket.socket, request: dict, req_r: int, rep_w: int, status_fd: int) -> None:
+    """C, then G, then W. Never returns.
 
-
-def _child(request: dict, req_r: int, rep_w: int, status_fd: int) -> None:
-    """C, then G, then W. Never returns."""
+    The only descriptors the zygote holds besides the three it was sent are its control
+    socket (closed here, through its Python object so nothing later closes a reused
+    number), standard input and output (/dev/null), and the read-only maps of the array
+    cache; the descriptors sent for other children were closed before this fork.
+    """
     status = socket.socket(fileno=status_fd)
     try:
-        _close_all_but({req_r, rep_w, status_fd})
+        control.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         enter_namespaces()
         init = os.fork()
@@ -316,7 +311,7 @@ def serve(control_fd: int) -> None:
             continue
         pid = os.fork()
         if pid == 0:
-            _child(request, *fds)
+            _child(control, request, *fds)
         for fd in fds:
             os.close(fd)
 

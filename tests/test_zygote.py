@@ -291,3 +291,34 @@ def test_a_zygote_that_died_is_replaced(settings, capsys, monkeypatch):
     finally:
         pool.shutdown()
         pool._warned.clear()
+
+
+def test_a_forked_worker_holds_only_its_own_descriptors(settings):
+    """No socket (the zygote's control socket, a sibling's status socket) reaches student
+    code: only standard streams, its two pipes, and the read-only maps of the data."""
+    with _session(settings) as s:
+        _run(s, """
+            import os, stat
+            kinds = []
+            for fd in range(1024):
+                try:
+                    mode = os.fstat(fd).st_mode
+                except OSError:
+                    continue
+                kinds.append("socket" if stat.S_ISSOCK(mode) else "pipe" if stat.S_ISFIFO(mode)
+                             else "file" if stat.S_ISREG(mode) else "device")
+        """)
+        kinds = s.get("kinds")["kinds"]
+    assert "socket" not in kinds and kinds.count("pipe") == 2
+
+
+def test_multiprocessing_works_in_a_forked_worker(settings):
+    """A student's multiprocessing.Pool (fork, semaphores in /dev/shm, pipes) works, as in
+    a spawned worker: the zygote's file objects stay valid in its children."""
+    with _session(settings) as s:
+        _run(s, """
+            import multiprocessing as mp
+            with mp.Pool(2) as p:
+                squares = p.map(abs, [-1, -2, 3])
+        """)
+        assert list(s.get("squares")["squares"]) == [1, 2, 3]
