@@ -16,7 +16,7 @@ child walls itself off from its siblings before any student code exists::
                     (the kernel attaches G's pid as the grader sees it, so the grader
                     can put G in a fresh pids cgroup and hold a pidfd), waits for "go",
                     mounts an empty private tmpfs on the scratch directory and on
-                    /dev/shm, hides /proc, drops every capability, sets no_new_privs,
+                    /dev/shm, makes the rest of /dev read-only, hides /proc, drops every capability, sets no_new_privs,
                     says "ready" and closes the status socket, then
                     └─ W: the worker, serving the grader exactly as a spawned one does.
 
@@ -48,7 +48,7 @@ import sys
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_RDONLY, MS_REMOUNT = 2, 4, 8, 1, 32
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_RDONLY, MS_REMOUNT, MS_BIND = 2, 4, 8, 1, 32, 4096
 MS_REC, MS_PRIVATE = 16384, 1 << 18
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -98,13 +98,26 @@ def enter_namespaces() -> None:
             f.write(text)
 
 
+def _mount_flags(path: str) -> int:
+    """The per-mount flags ``path`` has now (a remount that dropped one would be refused)."""
+    flag = os.statvfs(path).f_flag
+    return sum(ms for st, ms in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV),
+                                 (os.ST_NOEXEC, MS_NOEXEC)) if flag & st)
+
+
 def wall_off(scratch: str, scratch_bytes: int) -> None:
-    """In G: private mounts, a fresh scratch, no /proc, no shared /dev/shm, no capabilities."""
+    """In G: private mounts, a fresh scratch, no /proc, a read-only /dev with a private
+    /dev/shm, no capabilities."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount(b"tmpfs", scratch, b"tmpfs", MS_NOSUID | MS_NODEV,
            f"size={scratch_bytes},mode=0700".encode())
+    # bubblewrap's /dev is one tmpfs shared by every child: read-only here (device nodes
+    # still work), with a private /dev/shm and /dev/pts on top.
+    _mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | _mount_flags("/dev"))
     if os.path.isdir("/dev/shm"):
         _mount(b"tmpfs", "/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64m,mode=1777")
+    if os.path.isdir("/dev/pts"):           # its own pseudo-terminals (/dev/ptmx -> pts/ptmx)
+        _mount(b"devpts", "/dev/pts", b"devpts", MS_NOSUID | MS_NOEXEC, b"newinstance,ptmxmode=0666,mode=620")
     # /proc shows the zygote's pid namespace (the siblings); a new one cannot be mounted
     # under bubblewrap's partly covered /proc, so an empty read-only tmpfs hides it.
     _mount(b"tmpfs", "/proc", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k,mode=0555")

@@ -51,13 +51,20 @@ def test_workers_come_from_the_zygote_and_are_fresh_processes(settings):
 
 
 def test_siblings_cannot_see_signal_or_meet_each_other(settings):
-    """Two students graded at once: no shared pids, files, /dev/shm, sockets or /proc."""
+    """Two students graded at once: no shared pids, files, /dev, /dev/shm, sockets or /proc."""
     with _session(settings) as a, _session(settings) as b:
         _run(b, """
             import os, socket
             open("answers.txt", "w").write("b's work")
             if os.path.isdir("/dev/shm"):
                 open("/dev/shm/b", "w").write("b")
+            try:
+                open("/dev/b-was-here", "w").write("b")
+            except OSError:
+                pass
+            open("/dev/null", "w").write("devices still work")
+            import pty
+            terminal = pty.openpty()                  # kept open: /dev/pts/0 while b lives
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind("\\0autograder-sibling")
             listener.listen()
@@ -74,13 +81,16 @@ def test_siblings_cannot_see_signal_or_meet_each_other(settings):
             files = os.listdir(".")
             shm = os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else []
             proc = os.listdir("/proc")
+            dev_note = os.path.exists("/dev/b-was-here")
+            terminals = [n for n in os.listdir("/dev/pts") if n != "ptmx"] if os.path.isdir("/dev/pts") else []
             try:
                 socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect("\\0autograder-sibling")
                 met = True
             except OSError:
                 met = False
         """)
-        seen = a.get("reachable", "files", "shm", "proc", "met")
+        seen = a.get("reachable", "files", "shm", "proc", "met", "dev_note", "terminals")
+        assert seen["dev_note"] is False and seen["terminals"] == []
         assert set(seen["reachable"]) <= {1, 2}      # its own pid-1 parent and itself
         assert seen["files"] == [] and seen["shm"] == [] and seen["proc"] == []
         assert seen["met"] is False
