@@ -1,11 +1,10 @@
 """The warm parent: one confined process that forks a fresh worker for each submission.
 
 Started by :class:`autograder.pool.Zygote` inside the same bubblewrap sandbox as a
-plain worker, as ``python -m autograder.zygote CONTROL_FD``. It imports torch, the
-kit and the modules the lesson uses, keeps the decompressed MNIST file in memory
-(checksum-verified by the grader, its arrays memory-mapped from the data cache), and
-then waits. It never
-runs student code.
+plain worker, as ``python -m autograder.zygote CONTROL_FD``. It imports torch, the kit
+and the modules the lesson uses, memory-maps the MNIST arrays from the data module's
+cache (the file was checksum-verified by the grader), and then waits. It never runs
+student code.
 
 For each request (a message on the control socket carrying three file descriptors:
 the worker's request pipe, its reply pipe, and a status socket) it forks, and the
@@ -15,17 +14,18 @@ child walls itself off from its siblings before any student code exists::
               └─ G: pid 1 of the new pid namespace. Says hello on the status socket
                     (the kernel attaches G's pid as the grader sees it, so the grader
                     can put G in a fresh pids cgroup and hold a pidfd), waits for "go",
-                    mounts an empty private tmpfs on the scratch directory and on
-                    /dev/shm, makes the rest of /dev read-only, hides /proc, drops every capability, sets no_new_privs,
-                    says "ready" and closes the status socket, then
-                    └─ W: the worker, serving the grader exactly as a spawned one does.
+                    then (wall_off) mounts an empty private tmpfs on the scratch
+                    directory and on /dev/shm and its own devpts, makes the rest of
+                    /dev read-only, hides /proc, drops every capability and sets
+                    no_new_privs, says "ready" and closes the status socket, then
+                    └─ W: the worker (pid 2), serving the grader as a spawned one does.
 
 G reaps whatever W leaves behind and exits with W's status; C reports that status on
 the status socket. Killing G (the grader does, through its pidfd) ends the whole pid
 namespace. Siblings cannot see, signal or trace each other (separate pid and user
-namespaces, no /proc), cannot meet (separate network and IPC namespaces), and cannot
-read each other's files (separate tmpfs scratch). Each is a separate process: two
-students never share an interpreter.
+namespaces, no /proc), cannot meet (separate network and IPC namespaces, private
+/dev/shm and ptys), and cannot read or leave files for each other (a private scratch,
+/dev read-only). Each is a separate process: two students never share an interpreter.
 
 A child that cannot build its namespaces never runs anything: it reports the error on
 the status socket, and the grader falls back to spawning plain workers.
@@ -107,7 +107,7 @@ def _mount_flags(path: str) -> int:
 
 def wall_off(scratch: str, scratch_bytes: int) -> None:
     """In G: private mounts, a fresh scratch, no /proc, a read-only /dev with a private
-    /dev/shm, no capabilities."""
+    /dev/shm and /dev/pts, no capabilities."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount(b"tmpfs", scratch, b"tmpfs", MS_NOSUID | MS_NODEV,
            f"size={scratch_bytes},mode=0700".encode())
