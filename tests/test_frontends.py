@@ -34,9 +34,11 @@ def test_cli_json_has_one_report_per_notebook_in_input_order(cli_run):
     assert [Path(r["notebook"]).parent.name for r in reports] == ["lesson8"] * (2 * len(NOTEBOOKS))
     assert [Path(r["notebook"]).name for r in reports] == NOTEBOOKS * 2
     for r in reports:
-        assert set(r) == {"notebook", "exercises", "score", "max_score"}
+        assert set(r) == {"notebook", "exercises", "score", "max_score", "grader_error"}
+        assert r["grader_error"] is False
         for e in r["exercises"]:
-            assert set(e) == {"name", "passed", "score", "max_score", "message"}
+            assert set(e) == {"name", "passed", "score", "max_score", "message", "grader_error"}
+            assert e["grader_error"] is False
     assert proc.returncode == 1          # the stubs fail
     assert "Traceback" not in proc.stdout + proc.stderr
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import static
+from ..errors import STUDENT_NOTE, GraderError
 from ..feedback import Fail, NotImplementedYet
 from ..report import ExerciseResult
 from ..session import WorkerDied
 from ..submission import Submission
 
 __all__ = ["Exercise", "exercise", "EXERCISES", "NOTEBOOKS", "run_exercise", "call", "Called",
-           "fail_on_error", "cell_error"]
+           "fail_on_error", "cell_error", "grader_error_result"]
 
 
 @dataclass(frozen=True)
@@ -155,17 +156,24 @@ def run_exercise(ex: Exercise, sub: Submission, **options) -> ExerciseResult:
         ex.check(sub, **options)
     except Fail as fail:
         return ExerciseResult(ex.name, False, 0, ex.points, f"{ex.name} · {fail.render()}")
-    except WorkerDied as died:
+    except WorkerDied as died:          # a fresh worker ran the canary: the crash is the student's
         return ExerciseResult(ex.name, False, 0, ex.points,
                               f"{ex.name} · {ex.title}: the Python process running your code stopped: "
                               f"{died}.\n  Hint: look for os._exit, sys.exit, an endless loop, "
                               f"or memory use far beyond what the exercise needs.")
+    except GraderError as exc:
+        return grader_error_result(ex, str(exc))
     except Exception:  # a bug in the grader: say so plainly, and do not blame the student
         detail = traceback.format_exc(limit=-3).strip().splitlines()[-1]
-        return ExerciseResult(ex.name, False, 0, ex.points,
-                              f"{ex.name} · {ex.title}: the grader itself failed on this exercise "
-                              f"({detail}). This is not your fault: please report it.")
+        return grader_error_result(ex, f"the grader's own code raised {detail}")
     return ExerciseResult(ex.name, True, ex.points, ex.points, f"{ex.name} · {ex.title}: passed.")
+
+
+def grader_error_result(ex: Exercise, reason: str) -> ExerciseResult:
+    """The result for an exercise the grader could not check: no score, the reason."""
+    return ExerciseResult(ex.name, False, 0, ex.points,
+                          f"{ex.name} · {ex.title}: not graded: {reason.rstrip('.')}.\n  {STUDENT_NOTE}",
+                          grader_error=True)
 
 
 # Register every notebook's exercises (the modules import the names defined above).
