@@ -2,6 +2,7 @@
 
     python -m autograder grade NOTEBOOK [NOTEBOOK ...] [--json FILE]
                                [--jobs N | --scheduler ADDRESS] [--no-progress]
+    python -m autograder preflight
     python -m autograder solutions [--check]
 
 Each subcommand is a plain function (``grade(paths, ...)``, ``solutions(...)``) so the
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from . import pool as workers
+from .errors import EXIT_FAILED, EXIT_GRADER_ERROR, EXIT_OK, EXIT_UNREADABLE, GraderError
 from .progress import Progress, wanted
 from .report import NotebookReport, render_table, render_text, write_json
 from .sandbox import Limits
@@ -47,6 +49,8 @@ def grade(paths: list[str | Path], *, json_path: str | Path | None = None, jobs:
     With ``scheduler`` (a Dask scheduler address) the notebooks are graded on that cluster
     and ``jobs`` is ignored; :class:`~autograder.cluster.ClusterError` if it is unusable.
     With ``progress``, a bar is drawn on stderr when it is a terminal (see ``progress.py``).
+    With ``scheduler`` unset, :func:`~autograder.preflight.preflight` runs first and raises
+    :class:`~autograder.errors.GraderError` (nobody graded) when the grader cannot grade.
     """
     with contextlib.ExitStack() as stack:
         if scheduler:
@@ -59,6 +63,8 @@ def grade(paths: list[str | Path], *, json_path: str | Path | None = None, jobs:
             # and loads MNIST while this process imports torch too.
             workers.prestart(min(slots, len(paths)), limits, *workers.settings(), total=len(paths))
             workers.keep(1)   # spawned workers only: after the first ones, one spare is enough
+            from .preflight import preflight
+            preflight(limits)     # GraderError: nobody is graded
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=slots))
             finished = _grade_locally(pool, paths, limits)
         bar = Progress(len(paths), stream=sys.stderr, jobs=slots,
@@ -85,6 +91,19 @@ def grade(paths: list[str | Path], *, json_path: str | Path | None = None, jobs:
     return reports
 
 
+def _preflight() -> int:
+    from .preflight import preflight
+    from .sandbox import confinement
+    try:
+        preflight(Limits())
+    except GraderError as exc:
+        print(f"grader error: {exc}", file=sys.stderr)
+        return EXIT_GRADER_ERROR
+    print(f"ready to grade: data verified, a worker imported the kit from {workers.KIT_DIR} and ran "
+          f"the canary cell, references loaded ({confinement()[1]})")
+    return EXIT_OK
+
+
 def _solutions(check: bool) -> int:
     from .release import build_solutions
     stale = build_solutions(check=check)
@@ -93,6 +112,16 @@ def _solutions(check: bool) -> int:
               "\n  run `python -m autograder solutions` and commit the result", file=sys.stderr)
         return 1
     return 0
+
+
+def exit_status(reports: list[NotebookReport]) -> int:
+    """3 the grader could not grade, 2 a file could not be read, 1 some exercise failed,
+    0 everything passed (the most serious wins)."""
+    if any(r.grader_error for r in reports):
+        return EXIT_GRADER_ERROR
+    if any(r.error for r in reports):
+        return EXIT_UNREADABLE
+    return EXIT_OK if all(r.passed for r in reports) else EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("-q", "--quiet", action="store_true",
                    help="only the first line of each message, and no progress bar")
     g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    sub.add_parser("preflight", help="check that this machine can grade (data, workers, references)")
     s = sub.add_parser("solutions", help="regenerate solutions/ from assignments/ (hidden tests removed)")
     s.add_argument("--check", action="store_true", help="only report whether solutions/ is current")
     args = parser.parse_args(argv)
 
     if args.command == "solutions":
         return _solutions(args.check)
+    if args.command == "preflight":
+        return _preflight()
     limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout,
                     memory=int(args.memory * 2**30))
     from .cluster import ClusterError
@@ -126,16 +158,21 @@ def main(argv: list[str] | None = None) -> int:
                         progress=not (args.quiet or args.no_progress))
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_UNREADABLE
+    except GraderError as exc:
+        print(f"grader error: nobody was graded: {exc}", file=sys.stderr)
+        return EXIT_GRADER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     for r in reports:
         if r.error:
             print(f"error: {r.notebook}: {r.error}", file=sys.stderr)
-    if any(r.error for r in reports):
-        return 2
-    return 0 if all(r.passed for r in reports) else 1
+        if r.grader_error:
+            reason = r.grader_failure or "; ".join(e.message.splitlines()[0] for e in r.exercises
+                                                   if e.grader_error)
+            print(f"grader error: {r.notebook}: {reason}", file=sys.stderr)
+    return exit_status(reports)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Iterator
 
 from . import checks, pool
 from .checks import backward, fully_connected, matmul  # noqa: F401  (register the exercises)
+from .errors import GraderError
 from .notebook import Notebook, NotebookError, read_notebook
 from .report import ExerciseResult, NotebookReport
 from .sandbox import Limits
@@ -83,10 +84,14 @@ def grade_notebook(path: str | Path, *, limits: Limits = Limits()) -> NotebookRe
     except NotebookError as exc:
         report.error = str(exc)
         return report
-    with open_submission(nb, limits) as sub:
-        report.confinement = sub.session.confinement_note
-        for ex in checks.NOTEBOOKS[kind]:
-            report.exercises.append(checks.run_exercise(ex, sub))
+    try:
+        with open_submission(nb, limits) as sub:
+            report.confinement = sub.session.confinement_note
+            for ex in checks.NOTEBOOKS[kind]:
+                report.exercises.append(checks.run_exercise(ex, sub))
+    except GraderError as exc:          # while running the student's cells: nothing is charged
+        report.exercises.clear()
+        report.grader_failure = str(exc)
     return report
 
 

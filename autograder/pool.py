@@ -44,6 +44,11 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 __all__ = ["Worker", "Zygote", "ForkedProcess", "spawn", "release", "prestart", "keep", "take",
            "settings", "shutdown"]
 
+# The kit's own package folder, as this (the grader's) process imported it. Workers import
+# exactly these files: their PYTHONPATH starts with its parent (whatever the current
+# directory, sys.path or kind of install), and each says where it found the kit when it
+# is ready (see Session._start).
+KIT_DIR = str(Path(__file__).resolve().parent)
 STARTUP_TIMEOUT = 120.0         # seconds for a zygote to import torch and load MNIST
 FORK_TIMEOUT = 30.0             # seconds for a forked child to build its namespaces
 
@@ -144,7 +149,8 @@ def _build_array_cache(path: Path) -> None:
 def worker_env(scratch: Path, extra: dict[str, str]) -> dict[str, str]:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(scratch), "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TMPDIR": str(scratch), **extra}
+           "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TMPDIR": str(scratch),
+           "PYTHONPATH": str(Path(KIT_DIR).parent), **extra}
     for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if key in os.environ:
             env.setdefault(key, os.environ[key])

@@ -17,11 +17,28 @@ from pathlib import Path
 from typing import Any
 
 from . import codec, pool, sandbox
+from .errors import GraderError
 from .sandbox import Limits
 
 __all__ = ["Session", "WorkerDied", "CellRun", "Evaluation"]
 
 STARTUP_TIMEOUT = 120.0
+CANARY_TIMEOUT = 60.0
+
+# A known-good cell, run by a fresh worker before anyone is graded (the preflight) and
+# after a worker dies, to tell a student's crash from the grader's: it does what the
+# lesson's setup does (import the kit's public names, read MNIST as the lesson does).
+CANARY = """\
+import gzip, pickle
+import torch
+from autograder import check
+from autograder.data import mnist_path
+with gzip.open(mnist_path(), "rb") as _f:
+    ((_x, _y), _, _) = pickle.load(_f, encoding="latin-1")
+canary = float(torch.tensor(_x[:8]).clamp_min(0.).sum()) + float(_y[:8].sum())
+"""
+FIX_WORKER = ("Check that bubblewrap works (`bwrap --ro-bind / / true`) and that the kit imports "
+              "(`python -c 'import autograder.worker'`), or set AUTOGRADER_UNCONFINED=1 to grade unconfined")
 
 
 class WorkerDied(RuntimeError):
@@ -93,10 +110,53 @@ class Session:
         return self.limits.notebook_timeout - (time.monotonic() - self.started_at)
 
     def _start(self) -> None:
-        """Adopt a fresh spare worker (see :mod:`autograder.pool`) or start one; wait for it."""
-        self._worker = (pool.take(self.limits, self.readable, self.env)
-                        or pool.spawn(self.limits, self.readable, self.env))
-        self._request_raw(None, STARTUP_TIMEOUT)   # wait for "ready"
+        """Adopt a fresh spare worker (see :mod:`autograder.pool`) or start one; wait for it.
+
+        No student code has run in it yet, so a worker that cannot start is the grader's
+        failure (:class:`GraderError`), never the student's.
+        """
+        try:
+            self._worker = (pool.take(self.limits, self.readable, self.env)
+                            or pool.spawn(self.limits, self.readable, self.env))
+        except OSError as exc:
+            raise GraderError(f"a grading worker could not be started ({type(exc).__name__}: {exc})",
+                              FIX_WORKER) from None
+        try:
+            ready, _ = self._request_raw(None, STARTUP_TIMEOUT, verify=False)   # wait for "ready"
+        except WorkerDied as exc:
+            raise GraderError(f"a grading worker stopped before it was ready ({exc})", FIX_WORKER) from None
+        kit = ready.get("kit")
+        if kit != pool.KIT_DIR:
+            self._discard()
+            raise GraderError(f"a grading worker imported the kit from {kit or 'nowhere'}, not from "
+                              f"{pool.KIT_DIR} as the grader did",
+                              "Grade with the Python environment the kit is installed in")
+
+    def _discard(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            pool.release(worker)
+
+    def run_canary(self, timeout: float = CANARY_TIMEOUT) -> None:
+        """Run the canary cell in a fresh worker of this session's kind; :class:`GraderError`
+        unless it runs cleanly. The worker is discarded afterwards."""
+        self._discard()
+        self._start()
+        try:
+            reply, _ = self._request_raw({"op": "run", "source": CANARY, "label": "canary",
+                                          "timeout": timeout}, timeout + 5, verify=False)
+        except WorkerDied as exc:
+            raise GraderError(f"a fresh grading worker could not run the kit's canary cell ({exc})",
+                              FIX_WORKER) from None
+        finally:
+            self._discard()
+        if reply.get("status") != "ok":
+            error = reply.get("error") or {}
+            reason = f"{error.get('ename', reply.get('status'))}: {error.get('evalue', '')}".strip()
+            reason = reason.splitlines()[0] if reason else str(reply.get("status"))
+            raise GraderError(f"a fresh grading worker failed the kit's canary cell ({reason})",
+                              "Run `python -m autograder.data` to check the lesson's data, "
+                              "and `python -m autograder preflight` for details")
 
     def _ensure(self) -> None:
         """Start a worker if there is none, replaying the cells that had run cleanly.
@@ -116,6 +176,15 @@ class Session:
                     self.replay.remove(item)
 
     def _die(self, reason: str) -> WorkerDied:
+        """The worker stopped while serving: the exception to raise. Whether the student's
+        code or the grader is to blame is told by the canary cell in a fresh worker: when it
+        runs cleanly the crash was the student's (:class:`WorkerDied`); when it fails too,
+        this raises :class:`GraderError`."""
+        died = self._dead(reason)
+        self.run_canary()
+        return died
+
+    def _dead(self, reason: str) -> WorkerDied:
         worker, self._worker = self._worker, None
         detail = reason
         if worker is not None:
@@ -135,18 +204,22 @@ class Session:
         return WorkerDied(detail)
 
     # ------------------------------------------------------------------ requests
-    def _request_raw(self, header: dict | None, timeout: float, buffers: list = ()) -> tuple[dict, list]:
+    def _request_raw(self, header: dict | None, timeout: float, buffers: list = (), *,
+                     verify: bool = True) -> tuple[dict, list]:
+        """Send a request and wait for its answer. A worker that fails to answer is gone;
+        with ``verify``, a fresh worker's canary then says whose fault that was."""
+        die = self._die if verify else self._dead
         deadline = time.monotonic() + max(0.1, min(timeout, self.remaining + 5))
         try:
             if header is not None:
                 codec.send(self._worker.req_w, header, buffers)
             return codec.recv(self._worker.rep_r, max_bytes=self.limits.reply_bytes, deadline=deadline)
         except TimeoutError:
-            raise self._die(f"it was still running after {timeout:g} s") from None
+            raise die(f"it was still running after {timeout:g} s") from None
         except (EOFError, BrokenPipeError, OSError):
-            raise self._die("the worker process died") from None
+            raise die("the worker process died") from None
         except codec.ProtocolError as exc:
-            raise self._die(f"the worker sent a malformed answer: {exc}") from None
+            raise die(f"the worker sent a malformed answer: {exc}") from None
 
     def _request(self, header: dict, buffers: list = ()) -> tuple[dict, list]:
         self._ensure()

@@ -12,10 +12,61 @@ Nothing this process says decides a grade: the grader checks every answer itself
 
 from __future__ import annotations
 
+import importlib.abc
 import os
 import sys
+import types
 
 ACTIVE = False          # set while serving; ``autograder.check`` is a no-op in here
+
+# The kit's modules a worker keeps: the package (``check``, a no-op in here), and the
+# worker's own machinery. ``autograder.data`` is replaced by a module that offers only
+# ``mnist_path``. Everything else of the kit (checks and their references, the data
+# loader, the grader) is removed before student code runs, and importing it fails.
+KEPT = frozenset({"autograder", "autograder.worker", "autograder.executor", "autograder.codec"})
+GUARDED = ("{name} is the grader's own code, not part of the lesson: your code cannot import "
+           "it here. The notebooks need only `check` and `mnist_path` from the kit.")
+
+
+class _KitGuard(importlib.abc.MetaPathFinder):
+    """Refuses imports of the grader's own modules inside a worker."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("autograder.") and name not in KEPT:
+            raise ImportError(GUARDED.format(name=name), name=name)
+        return None
+
+
+def public_data() -> types.ModuleType:
+    """``autograder.data`` as student code sees it in a worker: ``mnist_path`` only (the
+    grader verified the file and passes its path in ``AUTOGRADER_MNIST``)."""
+    from pathlib import Path
+    module = types.ModuleType("autograder.data", "The lesson's data, as a grading worker sees it.")
+
+    def mnist_path(path=None, *, download=True):
+        """The path of the lesson's ``mnist.pkl.gz`` (verified by the grader)."""
+        found = path if path is not None else os.environ.get("AUTOGRADER_MNIST")
+        if not found:
+            raise FileNotFoundError("the lesson's data is not available in this grading worker")
+        found = Path(found).expanduser()
+        return found / "mnist.pkl.gz" if found.is_dir() else found
+
+    module.mnist_path = mnist_path
+    module.MNIST_FILENAME = "mnist.pkl.gz"
+    module.__all__ = ["mnist_path"]
+    return module
+
+
+def lockdown() -> None:
+    """Take the grader's modules out of reach of the student code this worker will run."""
+    for name in [n for n in sys.modules if n.startswith("autograder.") and n not in KEPT]:
+        del sys.modules[name]
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules and isinstance(getattr(sys.modules[parent], child, None), types.ModuleType):
+            delattr(sys.modules[parent], child)
+    data = sys.modules["autograder.data"] = public_data()
+    sys.modules["autograder"].data = data
+    sys.meta_path.insert(0, _KitGuard())
 
 
 def serve(request_fd: int, reply_fd: int) -> None:
@@ -26,8 +77,10 @@ def serve(request_fd: int, reply_fd: int) -> None:
     from .executor import Executor
 
     ACTIVE = True
+    kit = os.path.dirname(os.path.realpath(sys.modules["autograder"].__file__))
+    lockdown()
     executor = Executor()
-    codec.send(reply_fd, {"op": "ready", "pid": os.getpid()})
+    codec.send(reply_fd, {"op": "ready", "pid": os.getpid(), "kit": kit})
     while True:
         try:
             header, buffers = codec.recv(request_fd)

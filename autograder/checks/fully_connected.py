@@ -32,7 +32,10 @@ TRAIN_MEAN, TRAIN_STD = 0.1304, 0.3073
 N_TRAIN, N_VALID, N_PIXELS, N_CLASSES = 50_000, 10_000, 784, 10
 REF_LIN = "lambda x, w, b: x @ w + b"
 REF_NORMALIZE = "lambda x, m, s: (x - m) / s"
-REF_GET_DATA = "lambda: __import__('autograder.data', fromlist=['data']).load_mnist_tensors()"
+# The lesson's own reading of the file (inside a worker, autograder.data offers only mnist_path).
+REF_GET_DATA = ("lambda: (lambda d: tuple(torch.tensor(a) for a in (*d[0], *d[1])))(__import__('pickle').load("
+                "__import__('gzip').open(__import__('autograder.data', fromlist=['mnist_path']).mnist_path(), "
+                "'rb'), encoding='latin-1'))")
 REF_RELU = "lambda x: x.clamp_min(0.)"
 
 

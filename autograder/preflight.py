@@ -1,0 +1,71 @@
+"""The preflight: before anyone is graded, prove that the grader can grade.
+
+Every front end calls :func:`preflight` first (the command line, ``pytest autograder``,
+the nbgrader preprocessor, and a Dask worker's first task). It checks, in order, that
+
+1. the lesson's data is there and verified (``autograder.data.mnist_path``);
+2. a worker starts exactly as it will for students (same limits, same confinement,
+   forked from the zygote where there is one) and imports the very kit files this
+   process imported;
+3. that worker runs a known-good canary cell (the lesson's own reading of MNIST);
+4. the grader loads its own references.
+
+Any failure is a :class:`~autograder.errors.GraderError` with one line saying what is
+broken and how to fix it; no student is graded. A success is remembered per process and
+set of limits, so the preflight costs one worker start per run.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .errors import GraderError
+from .sandbox import Limits
+
+__all__ = ["preflight"]
+
+DATA_FIX = ("Run `python -m autograder.data` on this machine (it says what it tried), "
+            "or set AUTOGRADER_MNIST to a verified copy of mnist.pkl.gz")
+
+_lock = threading.Lock()
+_done: dict[Limits, GraderError | None] = {}
+
+
+def preflight(limits: Limits = Limits()) -> None:
+    """Raise :class:`GraderError` unless this process can grade with ``limits``."""
+    with _lock:
+        if limits not in _done:
+            try:
+                _run(limits)
+                _done[limits] = None
+            except GraderError as exc:
+                _done[limits] = exc
+        failure = _done[limits]
+    if failure is not None:
+        raise failure
+
+
+def forget() -> None:
+    """Run the preflight again next time (after the instructor fixed something)."""
+    with _lock:
+        _done.clear()
+
+
+def _run(limits: Limits) -> None:
+    from . import checks, pool
+    from .data import DataError, mnist_path
+    from .session import Session
+    try:
+        mnist_path()
+    except DataError as exc:
+        first = str(exc).strip().splitlines()[0].rstrip(":")
+        raise GraderError(f"the lesson's data is unavailable ({first})", DATA_FIX) from None
+    readable, env = pool.settings()
+    with Session(limits, readable=readable, env=env) as session:
+        session.run_canary()
+    for name, load in checks.PREFETCH.items():
+        try:
+            load()
+        except Exception as exc:  # noqa: BLE001 - any failure here is the grader's
+            raise GraderError(f"the grader could not load its references for {name} "
+                              f"({type(exc).__name__}: {exc})", DATA_FIX) from None
