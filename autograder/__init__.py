@@ -28,7 +28,9 @@ def check(name: str, **options):
 
     Called from a student's kernel it checks the kernel's own definitions; called by the
     grader (in test cells run on the grader's side) it checks the submission under
-    grading. Inside the grading worker it does nothing.
+    grading. Inside the grading worker it does nothing. When the grader itself could not
+    check the exercise it raises :class:`~autograder.errors.GraderError` instead (not an
+    ``AssertionError``: nothing is the student's fault).
     """
     from .executor import in_worker
     if in_worker():
@@ -41,6 +43,9 @@ def check(name: str, **options):
         frame = inspect.currentframe().f_back
         sub = LocalSubmission(frame.f_globals)
     result = result_for(name, sub, **options)
+    if result.grader_error:
+        from .errors import GraderError
+        raise GraderError(result.message)
     if not result.passed:
         raise CheckFailed(result.message)
     print(f"✓ {result.message}")
