@@ -26,6 +26,9 @@ class Rule:
     methods: tuple[str, ...] = ()
     matmul_operator: bool = False
     attributes: tuple[str, ...] = ()        # attribute names banned anywhere (e.g. requires_grad)
+    allowed: tuple[str, ...] = ()           # dotted names exempt from ``prefixes`` (and their parts)
+    imports: bool = False                   # also flag importing a banned name in the cell
+    strings: tuple[str, ...] = ()           # banned substrings of string literals (__import__("..."))
 
 
 @dataclass(frozen=True)
@@ -82,19 +85,50 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
+def _is_allowed(full: str, rule: Rule) -> bool:
+    return any(full == a or full.startswith(a + ".") for a in rule.allowed)
+
+
+def _is_banned(full: str, rule: Rule) -> bool:
+    return any(full == p or full.startswith(p + ".") for p in rule.prefixes) and not _is_allowed(full, rule)
+
+
+def _imported(node: ast.AST) -> list[str]:
+    """The dotted names an import statement brings in."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return [f"{node.module}.{a.name}" for a in node.names]
+    return []
+
+
 def find_banned(source: str, rule: Rule, table: dict[str, str]) -> list[Finding]:
     """Uses of banned operators in ``source`` (the exercise's cell)."""
     tree = _parse(source)
     if tree is None:
         return []
     found: list[Finding] = []
+    exempt: set[int] = set()            # parts of an allowed dotted name (walk is outer-first)
     for node in ast.walk(tree):
+        if id(node) in exempt:
+            continue
+        if rule.imports:
+            for name in _imported(node):
+                # `import autograder` is fine when `autograder.check` is allowed; its uses are read below
+                if _is_banned(name, rule) and not any(a.startswith(name + ".") for a in rule.allowed):
+                    found.append(Finding(name, node.lineno))
+        if rule.strings and isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and any(b in node.value for b in rule.strings):
+            found.append(Finding(repr(node.value[:60]), node.lineno))
         if isinstance(node, (ast.Attribute, ast.Name)):
             dotted = _dotted(node)
             if dotted:
                 head, _, rest = dotted.partition(".")
                 full = table.get(head, head) + ("." + rest if rest else "")
-                if any(full == p or full.startswith(p + ".") for p in rule.prefixes):
+                if _is_allowed(full, rule):
+                    exempt.update(id(n) for n in ast.walk(node))
+                    continue
+                if _is_banned(full, rule):
                     found.append(Finding(full, node.lineno))
                     continue
             if isinstance(node, ast.Attribute) and node.attr in rule.attributes:

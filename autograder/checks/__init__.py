@@ -21,7 +21,7 @@ from ..session import WorkerDied
 from ..submission import Submission
 
 __all__ = ["Exercise", "exercise", "EXERCISES", "NOTEBOOKS", "run_exercise", "call", "Called",
-           "fail_on_error", "cell_error", "grader_error_result"]
+           "fail_on_error", "cell_error", "grader_error_result", "require_named_squeeze"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class Exercise:
     # so a cell that raised because of an earlier exercise's mistake can still pass.
     reruns: bool = False
 
+
+# The kit itself is off limits inside solution cells, apart from what the setup cells use.
+KIT_RULE = static.Rule(prefixes=("autograder",), allowed=("autograder.check", "autograder.data.mnist_path"),
+                       imports=True, strings=("autograder",))
+KIT_HINT = ("Inside your solutions only `check` and `mnist_path` come from the kit; everything else "
+            "in it is the grader's own code. Write the answer yourself: that is the exercise.")
 
 EXERCISES: dict[str, Exercise] = {}
 NOTEBOOKS: dict[str, list[Exercise]] = {}
@@ -118,6 +124,12 @@ def _precheck(ex: Exercise, sub: Submission) -> None:
     if missing:
         raise Fail(f"{ex.title}: {missing}.")
     source = sub.source(ex.name)
+    if source:
+        found = static.find_banned(source, KIT_RULE, static.aliases(sub.all_source()))
+        if found:
+            names = ", ".join(f"`{f.name}` (line {f.line})" for f in found[:3])
+            raise Fail(f"{ex.title}: uses {names}, which is the grader's own code, not an answer.",
+                       hint=KIT_HINT)
     if ex.rule and source:
         found = static.find_banned(source, ex.rule, static.aliases(sub.all_source()))
         if found:
@@ -167,6 +179,16 @@ def run_exercise(ex: Exercise, sub: Submission, **options) -> ExerciseResult:
         detail = traceback.format_exc(limit=-3).strip().splitlines()[-1]
         return grader_error_result(ex, f"the grader's own code raised {detail}")
     return ExerciseResult(ex.name, True, ex.points, ex.points, f"{ex.name} · {ex.title}: passed.")
+
+
+def require_named_squeeze(title: str, source: str | None) -> None:
+    """Fail when ``source`` calls ``.squeeze()`` without naming the axis it removes."""
+    bare = static.bare_squeeze_calls(source or "")
+    if bare:
+        raise Fail(f"{title}: `.squeeze()` without an axis (line {bare[0]}).",
+                   "It removes every axis of size 1, so with a batch of one the result collapses "
+                   "to a scalar and broadcasting silently changes meaning.",
+                   hint="Name the axis you remove: squeeze the last axis explicitly.")
 
 
 def grader_error_result(ex: Exercise, reason: str) -> ExerciseResult:

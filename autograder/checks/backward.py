@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .. import static
 from ..codec import MISSING
 from ..feedback import Fail, describe, difference, require_tensor, shape_str
-from . import call, exercise, fail_on_error
+from . import call, exercise, fail_on_error, require_named_squeeze
 
 NB = "03_backward"
 NO_AUTOGRAD = static.Rule(prefixes=("torch.autograd", "torch.nn", "torch.func", "functorch"),
@@ -200,6 +200,7 @@ def mse_grad(sub, *, seed: int = 100, sizes=(32, 1)) -> None:
             e.get("ename", ""), e.get("evalue", "")))
         got = _grad_of(title, called.args[0], "inp.g", returned=called.result)
         judge_grad(f"{title} with inp {shape_str(inp.shape)}", "inp.g", got, expected, hints)
+    require_named_squeeze(title, sub.source("mse_grad"))
 
 
 def _relu_hints(inp, out_g, expected):
@@ -366,6 +367,7 @@ def mse_class(sub, *, seed: int = 700) -> None:
         raise Fail(f"{title}: loss(inp, targ) should return the mean squared error, one number.",
                    f"Expected {value.item():.6g}; got {describe(got)}.")
     judge_grad(title, "inp.g", _grad_of(title, ev.values.get("inp"), "inp.g"), expected, hints)
+    require_named_squeeze(title, sub.source("Mse"))
 
 
 @exercise(NB, "Model", 2, "Model(w1, b1, w2, b2)", rule=NO_AUTOGRAD, rule_hint=RULE_HINT)

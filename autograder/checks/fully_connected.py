@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .. import static, stats
 from ..codec import MISSING, NumpyArray, Opaque
 from ..feedback import Fail, close, describe, difference, require_tensor, shape_str
-from . import EXERCISES, PREFETCH, call, cell_error, exercise, fail_on_error
+from . import EXERCISES, PREFETCH, call, cell_error, exercise, fail_on_error, require_named_squeeze
 
 NB = "02_fully_connected"
 FROM_SCRATCH = static.Rule(
@@ -214,13 +214,21 @@ def get_data(sub, *, seed: int = 0) -> None:
 def normalize(sub, *, seed: int = 1) -> None:
     title = "normalize(x, m, s)"
     x = _randn(6, 5, seed=seed) * 3 + 1
-    m, s = x.mean(), x.std()
+    # m and s are clearly not x's own statistics (as when the validation set is normalised
+    # with the training set's), so a normalize that ignores them cannot pass.
+    own_mean, own_std = x.mean(), x.std()
+    m, s = own_mean + 1.5 * own_std, own_std * 0.4
     called = call(sub, title, "normalize", x, m, s)
     _value(title, called.result, (x - m) / s, hints=[
+        ((x - own_mean) / own_std,
+         "Your normalize ignores m and s and uses x's own mean and std. That is why they are "
+         "parameters: the validation set must be normalised with the training set's mean and "
+         "std, not its own, so use the m and s you are given."),
         (x - m, "You subtracted the mean; dividing by the standard deviation is the other half."),
         (x - m / s, "Operator precedence: division binds tighter than subtraction."),
         (x / s - m, "Operator precedence: subtract first, then divide."),
-        ((x - m) * s, "Multiply or divide? Normalising scales the spread down to 1.")])
+        ((x - m) * s, "Multiply or divide? Normalising scales the spread down to 1."),
+        ((x - s) / m, "m is the mean to subtract and s the std to divide by: they are swapped.")])
     _unchanged(title, x, called.args[0], "x")
     called = call(sub, title, "normalize", x, float(m), float(s))
     _value(title + " with float m and s", called.result, (x - m) / s)
@@ -546,8 +554,7 @@ def model(sub, *, seed: int = 40, batch: int | None = None) -> None:
 @exercise(NB, "mse", 2, "mse(output, targ)", rule=FROM_SCRATCH, rule_hint=RULE_HINT)
 def mse(sub, *, seed: int = 50, sizes=(64, 1, 7)) -> None:
     title = "mse(output, targ)"
-    source = sub.source("mse") or ""
-    bare = static.bare_squeeze_calls(source)
+    source = sub.source("mse")
     for k, n in enumerate(sizes):
         output, targ = _randn(n, 1, seed=seed + k), _randn(n, seed=seed + 10 + k)
         called = call(sub, title, "mse", output, targ)
@@ -576,11 +583,7 @@ def mse(sub, *, seed: int = 50, sizes=(64, 1, 7)) -> None:
             raise Fail(f"{title}: the result has the wrong value.", *details,
                        hint="That is the root of the mean squared error: leave out the square root.")
         raise Fail(f"{title}: the result has the wrong value.", *details)
-    if bare:
-        raise Fail(f"{title}: `.squeeze()` without an axis (line {bare[0]}).",
-                   "It removes every axis of size 1, so with a batch of one the result collapses "
-                   "to a scalar and broadcasting silently changes meaning.",
-                   hint="Name the axis you remove: squeeze the last axis explicitly.")
+    require_named_squeeze(title, source)
 
 
 @exercise(NB, "float_targets", 1, "y_train, y_valid as floats", reruns=True)
