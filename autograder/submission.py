@@ -26,8 +26,9 @@ class Submission:
 
     confined = False
 
-    def source(self, grade_id: str) -> str | None:
-        """The source of the exercise's cell, if known."""
+    def source(self, grade_id: str, name: str | None = None) -> str | None:
+        """The source of the exercise's cell, if known; ``name`` is what the cell defines
+        when that is not the grade_id (only a student's kernel needs it, to find the cell)."""
         raise NotImplementedError
 
     def all_source(self) -> str:
@@ -63,7 +64,7 @@ class RemoteSubmission(Submission):
             if cell.grade_id:
                 self.runs[cell.grade_id] = run
 
-    def source(self, grade_id):
+    def source(self, grade_id, name=None):
         cell = self.notebook.by_id(grade_id)
         return cell.source if cell else None
 
@@ -98,10 +99,11 @@ class LocalSubmission(Submission):
     def __init__(self, namespace: dict) -> None:
         self.executor = Executor(namespace)
 
-    def source(self, grade_id):
-        """The definition of ``grade_id``: from ``inspect`` for functions, else the latest
-        cell of the kernel's input history that defines it (classes defined in a notebook
-        have no source file for ``inspect``)."""
+    def source(self, grade_id, name=None):
+        """The definition of ``name`` (by default the grade_id): from ``inspect`` for
+        functions, else the latest cell of the kernel's input history that defines it
+        (classes defined in a notebook have no source file for ``inspect``)."""
+        grade_id = name or grade_id
         value = self.executor.ns.get(grade_id)
         if callable(value):
             try:

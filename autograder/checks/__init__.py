@@ -36,6 +36,9 @@ class Exercise:
     # The check re-runs the cell with the grader's inputs (see fully_connected._judge_cell),
     # so a cell that raised because of an earlier exercise's mistake can still pass.
     reruns: bool = False
+    # The name the cell defines, when it is not the grade_id (class ReluModule in cell
+    # "Relu_module"): how a student's own kernel finds the cell's source.
+    defines: str = ""
 
 
 # The kit itself is off limits inside solution cells, apart from what the setup cells use.
@@ -51,10 +54,11 @@ PREFETCH: dict[str, Callable[[], Any]] = {}
 
 
 def exercise(notebook: str, name: str, points: int, title: str, *,
-             rule: static.Rule | None = None, rule_hint: str = "", reruns: bool = False):
+             rule: static.Rule | None = None, rule_hint: str = "", reruns: bool = False,
+             defines: str = ""):
     """Register a check function for the exercise ``name`` of ``notebook``."""
     def register(fn):
-        ex = Exercise(name, notebook, points, fn, title, rule, rule_hint, reruns)
+        ex = Exercise(name, notebook, points, fn, title, rule, rule_hint, reruns, defines)
         EXERCISES[name] = ex
         NOTEBOOKS.setdefault(notebook, []).append(ex)
         return fn
@@ -123,7 +127,7 @@ def _precheck(ex: Exercise, sub: Submission) -> None:
     missing = sub.cell_missing(ex.name)
     if missing:
         raise Fail(f"{ex.title}: {missing}.")
-    source = sub.source(ex.name)
+    source = sub.source(ex.name, ex.defines or None)
     if source:
         found = static.find_banned(source, KIT_RULE, static.aliases(sub.all_source()))
         if found:
