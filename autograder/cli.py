@@ -156,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         reports = grade(args.notebooks, json_path=args.json_path, jobs=args.jobs, limits=limits,
                         verbose=not args.quiet, scheduler=args.scheduler,
                         progress=not (args.quiet or args.no_progress))
-    except ClusterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_UNREADABLE
+    except ClusterError as exc:         # the grader's infrastructure, not a student's file
+        print(f"grader error: {exc}", file=sys.stderr)
+        return EXIT_GRADER_ERROR
     except GraderError as exc:
         print(f"grader error: nobody was graded: {exc}", file=sys.stderr)
         return EXIT_GRADER_ERROR

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .notebook import MAX_NOTEBOOK_BYTES, NotebookError, read_notebook
-from .report import ExerciseResult, NotebookReport
+from .report import NotebookReport
 from .sandbox import Limits
 
 __all__ = ["Cluster", "ClusterError", "grade_bytes"]
@@ -35,9 +35,19 @@ class ClusterError(Exception):
 
 
 def grade_bytes(name: str, data: bytes, limits: dict) -> dict:
-    """Runs on a worker: grade one notebook's bytes on that machine, return plain data."""
+    """Runs on a worker: grade one notebook's bytes on that machine, return plain data.
+
+    The worker process's first task runs the preflight (remembered for the next ones); when
+    it fails, the notebook comes back as a grader failure, never as the student's zero."""
+    from .errors import GraderError
     from .grade import grade_notebook
+    from .preflight import preflight
     start = time.monotonic()
+    try:
+        preflight(Limits(**limits))
+    except GraderError as exc:
+        report = NotebookReport(name, grader_failure=f"on {socket.gethostname()}: {exc}")
+        return {**report.as_json(), "seconds": time.monotonic() - start}
     with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:   # mode 0700: private
         path = Path(tmp) / (name if name not in ("", ".", "..") else "notebook.ipynb")
         path.write_bytes(data)                  # same file name: messages read as locally
@@ -47,8 +57,7 @@ def grade_bytes(name: str, data: bytes, limits: dict) -> dict:
 
 
 def _rebuild(notebook: str, data: dict) -> NotebookReport:
-    return NotebookReport(notebook, [ExerciseResult(**e) for e in data["exercises"]],
-                          data.get("error"), data.get("confinement", ""))
+    return NotebookReport.from_json({**data, "notebook": notebook})
 
 
 def _read(path: Path) -> bytes | NotebookReport:
@@ -111,7 +120,7 @@ class Cluster:
                 data = future.result()
             except Exception as exc:            # a lost worker, a missing package there, ...
                 reason = (str(exc).splitlines() or [""])[0][:200]
-                yield i, NotebookReport(notebook, error=TASK_FAILED.format(
+                yield i, NotebookReport(notebook, grader_failure=TASK_FAILED.format(   # not the student's
                     kind=type(exc).__name__, reason=reason)), 0.0
             else:
                 yield i, _rebuild(notebook, data), data["seconds"]

@@ -3,7 +3,9 @@
 With no options it grades the released notebooks in place (``release/*/*.ipynb``,
 what a self-learner edits); ``--notebook PATH`` (repeatable) grades any notebook.
 A failing test shows the teaching message and nothing else: no traceback from inside
-the grader. The wiring is off unless pytest is pointed at this folder.
+the grader. When the grader itself cannot grade (the preflight fails, or an exercise is a
+grader error) the test is reported as an *error* at setup, not a failure: nothing is
+charged to the student. The wiring is off unless pytest is pointed at this folder.
 """
 
 from __future__ import annotations
@@ -74,9 +76,18 @@ class NotebookItems(pytest.Collector):
             yield Exercise.from_parent(self, name=ex.name)
 
     def report(self):
+        """Grade the notebook once (after the preflight); a GraderError is kept and re-raised."""
         if self._report is None:
+            from autograder.errors import GraderError
             from autograder.grade import grade_notebook
-            self._report = grade_notebook(self.notebook_path)
+            from autograder.preflight import preflight
+            from autograder.report import NotebookReport
+            try:
+                preflight()
+            except GraderError as exc:
+                self._report = NotebookReport(str(self.notebook_path), grader_failure=str(exc))
+            else:
+                self._report = grade_notebook(self.notebook_path)
         return self._report
 
 
@@ -84,6 +95,17 @@ class Exercise(pytest.Item):
     def __init__(self, *, reason: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.reason = reason
+
+    def setup(self):
+        """Grade (once per notebook); the grader's own failure is an error, not a failure."""
+        if self.reason:
+            return
+        report = self.parent.report()
+        if report.grader_failure:
+            pytest.fail(f"grader error, nothing was graded: {report.grader_failure}", pytrace=False)
+        for result in report.exercises:
+            if result.name == self.name and result.grader_error:
+                pytest.fail(f"grader error: {result.message}", pytrace=False)
 
     def runtest(self):
         if self.reason:

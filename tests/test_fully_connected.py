@@ -73,6 +73,9 @@ PHRASES = {
     "float_targets-typo": "raised AttributeError",
     "params-w2-kaiming": "Kaiming's sqrt(2/n_in)",
     "normalize_data-undefined-name": "raised NameError",
+    "normalize-ignores-m-and-s": "ignores m and s",
+    "get_data-borrowed-from-kit": "grader's own code",
+    "init_kaiming-borrowed-from-kit": "grader's own code",
 }
 
 # Mistakes that unavoidably fail later exercises too: those exercises read the notebook's

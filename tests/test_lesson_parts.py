@@ -45,6 +45,8 @@ EXPECTED_PHRASE = {
     "03_backward-fail-forward_and_backward-autograd.ipynb": "autograd",
     "03_backward-fail-forward_and_backward-wrong-order.ipynb": "reverse order",
     "03_backward-fail-Model-forward-order-backward.ipynb": "reverse order",
+    "03_backward-fail-mse_grad-bare-squeeze.ipynb": "without an axis",
+    "03_backward-fail-Mse-bare-squeeze.ipynb": "without an axis",
 }
 BAD_NOTEBOOKS = sorted(p.name for p in SUBMISSIONS.glob("0[13]_*-fail-*.ipynb"))
 GOOD_NOTEBOOKS = sorted(p.name for p in SUBMISSIONS.glob("0[13]_*-pass-*.ipynb"))

@@ -129,15 +129,15 @@ def closed_port() -> int:
 
 
 @pytest.mark.parametrize("address", ["closed port", "no-port-number"])
-def test_unreachable_scheduler_is_one_line_and_status_2(address):
-    """Does an unreachable scheduler, or a malformed address, give exit status 2 and one line
-    on stderr, no traceback, at once?"""
+def test_unreachable_scheduler_is_one_line_and_status_3(address):
+    """Does an unreachable scheduler, or a malformed address, give exit status 3 (the grader
+    could not grade) and one line on stderr, no traceback, at once?"""
     pytest.importorskip("distributed")
     if address == "closed port":
         address = f"tcp://127.0.0.1:{closed_port()}"
     proc = run_cli(str(SOLUTION), "--scheduler", address,
                    env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}, timeout=30)
-    assert proc.returncode == 2
+    assert proc.returncode == 3
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the Dask scheduler" in lines[0], proc.stderr
