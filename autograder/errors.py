@@ -24,7 +24,7 @@ EXIT_GRADER_ERROR = 3   # the grader could not grade: nothing was charged to any
 
 # What a student reads where the grader failed: never "your code", never a hint to look
 # for os._exit.
-STUDENT_NOTE = ("This is not about your code: the grader could not check this exercise, "
+STUDENT_NOTE = ("The grader itself failed here, not the notebook: this exercise was not checked "
                 "and no score was recorded for it. Your instructor has been told.")
 
 

@@ -199,7 +199,7 @@ class Session:
                 detail += f" (it was stopped by {name}"
                 detail += ", most likely for using too much memory)" if name == "SIGKILL" else ")"
             elif code not in (None, 0):
-                detail += f" (it exited with status {code}: something called os._exit or crashed)"
+                detail += f" (it exited with status {code})"
         self.restarts += 1
         return WorkerDied(detail)
 
