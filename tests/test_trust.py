@@ -88,6 +88,17 @@ def test_copied_kit_course_directory_gives_the_solution_full_marks(course, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["spawned", "unconfined"])
+def test_copied_kit_is_what_every_kind_of_worker_imports(course, mode):
+    """Do spawned and unconfined workers, too, import the course's copy of the kit that
+    the grader imported (the preflight compares the paths)?"""
+    extra = {"spawned": {"AUTOGRADER_ZYGOTE": "0"}, "unconfined": {"AUTOGRADER_UNCONFINED": "1"}}[mode]
+    proc = run("-m", "autograder", "preflight", cwd=course, env={**os.environ, **extra})
+    assert proc.returncode == 0, proc.stderr
+    assert str(course / "autograder") in proc.stdout
+
+
+@pytest.mark.slow
 def test_copied_kit_course_directory_through_pytest(course):
     """Does `pytest autograder` from that course directory pass every exercise too?"""
     proc = run("-m", "pytest", "autograder", "--notebook", "lesson8/01_matmul.ipynb", "-q",
