@@ -1,0 +1,159 @@
+"""Mutation testing of the checks (``scripts/mutants.py``).
+
+The generator is tested on small cells (fast); one mutant of a real notebook is graded to
+show that a change the checks cannot see is reported as a survivor and that one they can
+see is killed; and, marked slow, the whole run over every notebook must kill every
+mutant that is not listed as equivalent, with no grader error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_mutants():
+    """scripts/mutants.py, imported from its path (scripts/ is not a package)."""
+    if "mutants" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("mutants", ROOT / "scripts" / "mutants.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["mutants"] = module         # dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["mutants"]
+
+
+CELL = '''def f(x, m, s):
+    """A docstring is never mutated."""
+    ### BEGIN SOLUTION
+    y = (x - m) / s
+    assert y.shape[0] > 0, f"empty {x.shape}"
+    z = torch.zeros(3, 4)
+    w = init(x, mode="fan_out")
+    return y.squeeze(-1).mean() + w.t()
+    ### END SOLUTION
+'''
+
+
+def changes(cell: str = CELL) -> dict[str, set[tuple[str, str]]]:
+    m = load_mutants()
+    source, region = m.split_solution(cell)
+    found: dict[str, set[tuple[str, str]]] = {}
+    for mutant in m.cell_mutants(source, region):
+        found.setdefault(mutant.kind, set()).add((mutant.before, mutant.after))
+        compile(mutant.source, "<mutant>", "exec")      # every mutant is a whole, valid cell
+        assert "### BEGIN SOLUTION" not in mutant.source
+    return found
+
+
+def test_generator_makes_every_kind_of_change():
+    """Does one small cell give operator, constant, axis, argument, keyword, method,
+    parameter and deletion mutants, each the expected one-line change?"""
+    found = changes()
+    ret, z, w = "return y.squeeze(-1).mean() + w.t()", "z = torch.zeros(3, 4)", "w = init(x, mode='fan_out')"
+    assert ("y = (x - m) / s", "y = (x + m) / s") in found["operator"]
+    assert ("y = (x - m) / s", "y = (x - m) * s") in found["operator"]
+    assert ("assert y.shape[0] > 0, f'empty {x.shape}'",
+            "assert y.shape[0] >= 0, f'empty {x.shape}'") in found["operator"]
+    assert (z, "z = torch.zeros(4, 4)") in found["constant"]
+    assert (w, "w = init(x, mode='fan_in')") in found["constant"]
+    assert (ret, ret.replace("squeeze(-1)", "squeeze(0)")) in found["axis"]
+    assert (ret, ret.replace("squeeze(-1)", "squeeze(1)")) in found["axis"]
+    assert (z, "z = torch.zeros(4, 3)") in found["argument"]
+    assert ("y = (x - m) / s", "y = (m - x) / s") in found["argument"]
+    assert (ret, ret.replace("squeeze(-1)", "squeeze()")) in found["argument"]
+    assert (w, "w = init(x)") in found["keyword"]
+    assert (ret, ret.replace(".mean()", ".std()")) in found["method"]
+    assert (z, "z = torch.ones(3, 4)") in found["method"]
+    assert (ret, ret.replace("w.t()", "w")) in found["method"]
+    assert ("def f(x, m, s):", "def f(m, x, s):") in found["parameter"]
+    assert ("y = (x - m) / s", "pass") in found["deletion"]
+
+
+def test_generator_leaves_the_scaffold_alone():
+    """Are the lines outside the solution markers (and docstrings, f-strings and axis
+    literals as plain numbers) left unmutated, and are mutants unique?"""
+    m = load_mutants()
+    source, region = m.split_solution(CELL)
+    mutants = m.cell_mutants(source, region)
+    assert len({x.source for x in mutants}) == len(mutants)
+    for x in mutants:
+        assert "A docstring is never mutated." in x.source
+        if x.before.startswith("assert") and x.kind != "deletion":
+            assert x.after.endswith(", f'empty {x.shape}'"), x
+        assert not (x.kind == "constant" and "squeeze(" in x.before and "squeeze(-1)" not in x.after)
+    # without a region the def line is part of the code, so nothing outside it changes
+    outside = m.cell_mutants("def g(a, b):\n    return a - b\n", {2})
+    assert {x.kind for x in outside} >= {"operator", "parameter", "deletion"}
+
+
+def test_every_listed_equivalent_mutant_has_a_reason():
+    """Does every entry of EQUIVALENT name a notebook and an exercise of the kit, and say why?"""
+    from autograder.checks import EXERCISES
+    m = load_mutants()
+    for (notebook, grade_id, before, after), reason in m.EQUIVALENT.items():
+        assert grade_id in EXERCISES and EXERCISES[grade_id].notebook == notebook
+        assert before and after and before != after
+        assert len(reason) > 20 and "\n" not in reason
+
+
+def _mutant(notebook: str, grade_id: str, before: str, after: str):
+    m = load_mutants()
+    nb = m.solution_notebooks([notebook])[notebook]
+    found = [x for x in m.notebook_mutants(notebook, nb, [grade_id]) if (x.before, x.after) == (before, after)]
+    assert len(found) == 1, f"no single mutant {before!r} -> {after!r}"
+    return found[0]
+
+
+def test_an_invisible_change_is_reported_as_a_survivor(tmp_path, monkeypatch):
+    """Is a mutant the checks cannot tell apart (here: zeros -> ones in a version that
+    overwrites every entry) reported as a survivor once it is not listed as equivalent,
+    and as equivalent while it is?"""
+    from autograder.sandbox import Limits
+    m = load_mutants()
+    mutant = _mutant("01_matmul", "matmul_elementwise", "c = torch.zeros(ar, bc)", "c = torch.ones(ar, bc)")
+    nb = m.solution_notebooks(["01_matmul"])["01_matmul"]
+    base = m.base_notebook(nb, tmp_path, "01_matmul")
+    limits = Limits(cell_timeout=m.CELL_TIMEOUT, notebook_timeout=m.NOTEBOOK_TIMEOUT)
+    assert m.grade_mutant(mutant, base, limits).status == "equivalent"
+    monkeypatch.setattr(m, "EQUIVALENT", {})
+    graded = m.grade_mutant(mutant, base, limits)
+    assert graded.status == "survived", graded
+    assert "mutation score: 0.0%" in m.summary([graded], [])
+
+
+def test_a_visible_change_is_killed_by_its_exercise(tmp_path):
+    """Is a mutant that breaks the exercise (the running total of three loops assigned
+    instead of added) killed, by that exercise, with its message?"""
+    from autograder.sandbox import Limits
+    m = load_mutants()
+    mutant = _mutant("01_matmul", "matmul_loops", "c[i, j] += a[i, k] * b[k, j]", "c[i, j] = a[i, k] * b[k, j]")
+    nb = m.solution_notebooks(["01_matmul"])["01_matmul"]
+    base = m.base_notebook(nb, tmp_path, "01_matmul")
+    graded = m.grade_mutant(mutant, base, Limits(cell_timeout=m.CELL_TIMEOUT,
+                                                 notebook_timeout=m.NOTEBOOK_TIMEOUT))
+    assert (graded.status, graded.by) == ("killed", "matmul_loops"), graded
+    assert "last product" in graded.message
+
+
+@pytest.mark.slow
+def test_every_non_equivalent_mutant_is_killed(tmp_path):
+    """Does every mutant of every notebook's solutions that is not listed as equivalent
+    fail at least one exercise, with no grader error and no stale equivalent entry?"""
+    m = load_mutants()
+    out = tmp_path / "mutants.json"
+    status = m.main(["--json", str(out)])
+    results = json.loads(out.read_text())
+    survivors = [r for r in results if r["status"] == "survived"]
+    errors = [r for r in results if r["status"] == "grader error"]
+    assert not errors, errors
+    assert not survivors, "\n".join(f"{r['notebook']} {r['grade_id']}: {r['before']} -> {r['after']}"
+                                    for r in survivors)
+    assert status == 0
+    notebooks = {r["notebook"] for r in results}
+    assert {"01_matmul", "02_fully_connected", "03_backward"} <= notebooks
