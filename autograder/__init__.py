@@ -23,7 +23,7 @@ class CheckFailed(AssertionError):
         return str(self).splitlines()
 
 
-def check(name: str, **options):
+def check(name: str | None = None, **options):
     """Grade the exercise ``name`` (its grade_id) and raise :class:`CheckFailed` if it fails.
 
     Called from a student's kernel it checks the kernel's own definitions; called by the
@@ -31,24 +31,34 @@ def check(name: str, **options):
     grading. Inside the grading worker it does nothing. When the grader itself could not
     check the exercise it raises :class:`~autograder.errors.GraderError` instead (not an
     ``AssertionError``: nothing is the student's fault).
+
+    In a Jupyter kernel the result is also shown as rich output (a card with the
+    message, "expected vs got" and figures; see :mod:`autograder.display`), before a
+    failure raises. ``check()`` with no name shows a summary of every exercise of the
+    notebook and raises nothing.
     """
     from .executor import in_worker
     if in_worker():
         return None
-    from .grade import CURRENT, result_for
+    from .display import checked, summary
+    from .grade import CURRENT
     from .submission import LocalSubmission
 
+    frame = inspect.currentframe().f_back
     sub = CURRENT.get()
     if sub is None:
-        frame = inspect.currentframe().f_back
         sub = LocalSubmission(frame.f_globals)
-    result = result_for(name, sub, **options)
+    if name is None:
+        summary(sub, frame.f_globals)
+        return None
+    result, displayed = checked(name, sub, options)
     if result.grader_error:
         from .errors import GraderError
         raise GraderError(result.message)
     if not result.passed:
         raise CheckFailed(result.message)
-    print(f"✓ {result.message}")
+    if not displayed:
+        print(f"✓ {result.message}")
     return None
 
 

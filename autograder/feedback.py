@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from . import evidence
 from .codec import MISSING, NumpyArray, Opaque
 
 __all__ = ["Fail", "NotImplementedYet", "describe", "difference", "close", "require_tensor"]
@@ -91,6 +92,7 @@ def difference(got: torch.Tensor, expected: torch.Tensor, *, rtol: float = 1e-4,
     """Detail lines for two same-shaped tensors that differ: first mismatch, largest gap."""
     g, e = got.double(), expected.double()
     bad = ~torch.isclose(g, e, rtol=rtol, atol=atol)
+    evidence.compared(got, expected, bad=bad)      # for the "expected vs got" table, when shown
     lines = []
     if bad.any():
         idx = tuple(int(i) for i in bad.nonzero()[0])

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import static
+from .. import evidence, static
 from ..codec import MISSING
 from ..feedback import Fail, describe, difference, require_tensor, shape_str
 from . import call, exercise, fail_on_error, require_named_squeeze
@@ -128,6 +128,7 @@ def judge_grad(title: str, name: str, got, expected: torch.Tensor, hints=()) -> 
     ``hints`` are (known wrong answer, hint) pairs, tried in order when it does not.
     """
     got = require_tensor(got, f"{title}: {name}")
+    evidence.gradient(name, got, expected, tolerance=RTOL)     # for the figure, when one is shown
     hints = [(w, h) for w, h in hints if w is not None and not _close(w, expected)]
     if got.shape != expected.shape:
         for wrong, hint in hints:
@@ -242,6 +243,8 @@ def judge_lin(title: str, after: dict, inp, w, b, out_g, grads, *, who: str = "i
     og = out_g.double()
     transpose = ("{name} has {obj}'s shape transposed. Each gradient has the shape of the tensor "
                  "it belongs to; which factor of the product needs a transpose?")
+    for name, expected in ((who, g_inp), ("w", g_w), ("b", g_b)):     # every bar of the figure
+        evidence.gradient(f"{name}.g", getattr(after[name], "g", None), expected, tolerance=RTOL)
     judge_grad(title, f"{who}.g", _grad_of(title, after[who], f"{who}.g"), g_inp, [
         (g_inp.t(), transpose.format(name=f"{who}.g", obj=who))])
     judge_grad(title, "w.g", _grad_of(title, after["w"], "w.g"), g_w, [
@@ -310,6 +313,8 @@ def _reference(inp, targ, p) -> tuple[torch.Tensor, dict[str, torch.Tensor], lis
 
 def judge_network(title: str, after: dict, expected: dict, hints: dict) -> None:
     """Every gradient of the two-layer network, from the loss backwards."""
+    for name in ("inp", "w1", "b1", "w2", "b2"):                       # every bar of the figure
+        evidence.gradient(f"{name}.g", getattr(after[name], "g", None), expected[name], tolerance=RTOL)
     for name in ("w2", "b2", "w1", "b1", "inp"):
         label = "the input's inp.g" if name == "inp" else f"{name}.g"
         got = _grad_of(title, after[name], label, hint=NETWORK_NOT_SET_HINT)

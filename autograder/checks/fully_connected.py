@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import static, stats
+from .. import evidence, static, stats
 from ..codec import MISSING, NumpyArray, Opaque
 from ..feedback import Fail, close, describe, difference, require_tensor, shape_str
 from . import EXERCISES, PREFETCH, call, cell_error, exercise, fail_on_error, require_named_squeeze
@@ -397,6 +397,7 @@ def judge_weights(title: str, w, n_in: int, n_out: int, sigma: float, formula: s
                    f"Expected {shape_str((n_in, n_out))}, got {shape_str(w.shape)}.", hint=hint)
     if not w.is_floating_point():
         raise Fail(f"{title}: the weights should be floats.", f"Got {describe(w)}.")
+    evidence.weights(title, w, sigma, formula, draws=draws)     # for the figure, when one is shown
     s = stats.weight_stats(w)
     n = w.numel()
     bad = stats.violations(s, stats.weight_bounds(n, sigma))

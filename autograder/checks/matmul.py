@@ -14,7 +14,7 @@ import ast
 
 import torch
 
-from .. import static
+from .. import evidence, static
 from ..feedback import Fail, NotImplementedYet, describe, require_tensor, shape_str
 from . import call, exercise
 
@@ -69,6 +69,7 @@ def _like(got: torch.Tensor, target: torch.Tensor) -> bool:
 def _mismatch(got: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor) -> list[str]:
     gap = (got.double() - expected).abs()
     bad = ~(gap <= bound)
+    evidence.compared(got, expected, bad=bad)      # for the "expected vs got" table, when shown
     idx = tuple(int(i) for i in bad.nonzero()[0])
     gap = torch.where(torch.isnan(gap), torch.full_like(gap, float("inf")), gap)
     where = ", ".join(map(str, idx))

@@ -1,0 +1,255 @@
+"""What a check saw, kept as a few numbers for the pictures that explain it.
+
+Checks call the small functions here at the points where they compare a student's
+values with the grader's (``weights``, ``compared``, ``gradient``). Nothing is kept
+unless someone will draw it: only inside :func:`recording` (``check()`` in a Jupyter
+kernel, or a test cell graded by nbgrader) do they compute anything, so plain and
+``--json`` runs pay one context-variable look-up per call.
+
+:func:`extras` adds what needs another look at the submission (the lesson's 8-layer
+experiment with the student's initialiser, the statistics of the normalised data, the
+matmul speed ladder); it runs only after the exercise was graded, and whatever goes
+wrong there never changes a result.
+
+Everything kept is small and JSON-ready: histogram counts, a handful of floats and
+strings — never whole tensors. Strings may come from the student (names, values):
+whoever renders them escapes them (see :mod:`autograder.display`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from typing import Any, Iterator
+
+__all__ = ["recording", "active", "weights", "compared", "gradient", "extras"]
+
+_SINK: contextvars.ContextVar[dict | None] = contextvars.ContextVar("evidence", default=None)
+HIST_BINS = 40
+MAX_PANELS = 3          # weight histograms per exercise
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[dict]:
+    """Collect what the checks run inside this block see, into the dict it yields."""
+    seen: dict = {}
+    token = _SINK.set(seen)
+    try:
+        yield seen
+    finally:
+        _SINK.reset(token)
+
+
+def active() -> bool:
+    return _SINK.get() is not None
+
+
+def _summary(t) -> dict:
+    """Shape, dtype, mean and std of a tensor (the "expected vs got" table's rows)."""
+    out = {"shape": [int(s) for s in t.shape], "dtype": str(t.dtype).removeprefix("torch.")}
+    if t.numel() and not t.dtype.is_complex:
+        v = t.detach().double()
+        out["mean"] = _num(v.mean().item())
+        out["std"] = _num(v.std().item()) if t.numel() > 1 else 0.0
+    return out
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def weights(title: str, w, sigma: float, formula: str, *, draws: int = 1) -> None:
+    """The student's weights against N(0, sigma²): a histogram over ±4 sigma."""
+    seen = _SINK.get()
+    if seen is None:
+        return
+    panels = seen.setdefault("weights", [])
+    if len(panels) >= MAX_PANELS or any(p["title"] == title for p in panels):
+        return
+    import torch
+    v = w.detach().double().reshape(-1)
+    lo, hi = -4 * sigma, 4 * sigma
+    counts = torch.histc(v.clamp(lo, hi), bins=HIST_BINS, min=lo, max=hi)
+    panels.append({"title": title, "sigma": float(sigma), "formula": formula, "lo": lo, "hi": hi,
+                   "counts": [int(c) for c in counts.tolist()], "n": int(v.numel()), "draws": draws,
+                   "shape": [int(s) for s in w.shape], "mean": _num(v.mean().item()),
+                   "std": _num(v.std().item()) if v.numel() > 1 else 0.0,
+                   "outside": int(((v < lo) | (v > hi)).sum().item())})
+
+
+def compared(got, expected, *, bad=None) -> None:
+    """The first comparison of values that failed: both summaries and the first mismatch."""
+    seen = _SINK.get()
+    if seen is None or "compare" in seen:
+        return
+    import torch
+    entry = {"expected": _summary(expected), "got": _summary(got)}
+    if got.is_floating_point() and expected.is_floating_point():   # any float width is accepted
+        entry["expected"]["dtype"] = entry["got"]["dtype"]
+    if got.shape == expected.shape and got.numel():
+        g, e = got.detach().double(), expected.detach().double()
+        if bad is None:
+            bad = ~torch.isclose(g, e, rtol=1e-4, atol=1e-5)
+        if bool(bad.any()):
+            idx = tuple(int(i) for i in bad.nonzero()[0])
+            entry["mismatch"] = {"index": list(idx), "expected": _num(e[idx].item()),
+                                 "got": _num(g[idx].item()), "count": int(bad.sum()),
+                                 "of": int(bad.numel())}
+    seen["compare"] = entry
+
+
+def gradient(name: str, got, expected, *, tolerance: float | None = None) -> None:
+    """The relative error of one gradient against autograd's (the gradient bar chart)."""
+    seen = _SINK.get()
+    name = name.split()[-1]                 # "the input's inp.g" -> "inp.g"
+    if seen is None or not name.endswith(".g"):
+        return
+    import torch
+    grads = seen.setdefault("gradients", {})
+    if not isinstance(got, torch.Tensor) or not got.is_floating_point():
+        error = None                                # not set, or not a float tensor
+    elif got.shape != expected.shape:
+        error = math.inf
+    else:
+        scale = float(expected.detach().double().abs().max()) if expected.numel() else 0.0
+        gap = float((got.detach().double() - expected.detach().double()).abs().max()) if got.numel() else 0.0
+        error = gap / max(scale, 1e-12) if math.isfinite(gap) else math.inf
+    grads[name] = None if error is None else (error if math.isfinite(error) else "inf")
+    if tolerance is not None:
+        seen["gradient_tolerance"] = tolerance
+
+
+# ----------------------------------------------------------------------------- extras
+LAYERS, WIDTH, BATCH = 8, 100, 500       # the notebook's own activation_scales experiment
+_EXPERIMENT = """
+result = []
+_n_in = 784
+for _k in range({layers}):
+    result.append({fn}(_n_in, {width}))
+    _n_in = {width}
+"""
+
+
+def _rms_through_layers(ws, x) -> list[float]:
+    h, out = x, []
+    for w in ws:
+        h = (h @ w).clamp_min(0.)
+        out.append(float(h.pow(2).mean().sqrt()))
+    return out
+
+
+def _experiment(name: str, sub) -> dict | None:
+    """RMS of the activations after each of 8 linear+ReLU layers: the student's
+    initialiser against the simplified one and Kaiming's (grader's inputs and matmuls)."""
+    import torch
+    from .checks.fully_connected import normalized
+    code = _EXPERIMENT.format(layers=LAYERS, fn=name, width=WIDTH)   # name: one of INITS, not the student's
+    ev = sub.evaluate(code, outputs=("result",), seed=8)
+    ws = ev.values.get("result") if not ev.error else None
+    shapes = [(784 if k == 0 else WIDTH, WIDTH) for k in range(LAYERS)]
+    if (not isinstance(ws, list) or len(ws) != LAYERS
+            or any(not isinstance(w, torch.Tensor) or tuple(w.shape) != s or not w.is_floating_point()
+                   for w, s in zip(ws, shapes))):
+        return None
+    x = normalized()["x_valid"][:BATCH]
+    gen = torch.Generator().manual_seed(8)
+    ref = {label: _rms_through_layers([torch.randn(i, o, generator=gen) * scale(i) for i, o in shapes], x)
+           for label, scale in (("simplified 1/sqrt(n_in)", lambda i: 1 / math.sqrt(i)),
+                                ("Kaiming sqrt(2/n_in)", lambda i: math.sqrt(2 / i)))}
+    yours = _rms_through_layers([w.float() for w in ws], x)
+    return {"yours": [_num(v) for v in yours], "references": ref, "width": WIDTH, "batch": BATCH}
+
+
+_NORMALIZED_STATS = """
+result = []
+for _t in (x_train, x_valid):
+    _f = _t.double()
+    result.append([float(_f.mean()), float(_f.std())])
+"""
+
+
+def _normalize_stats(sub) -> dict | None:
+    """Mean and std of the raw data, the student's normalised data, and the targets."""
+    from .checks.fully_connected import mnist, normalized
+    ev = sub.evaluate(_NORMALIZED_STATS, outputs=("result",))
+    got = ev.values.get("result") if not ev.error else None
+    xt, _, xv, _ = mnist()
+    ref = normalized()
+    out = {"before": {"x_train": [float(xt.mean()), float(xt.std())],
+                      "x_valid": [float(xv.mean()), float(xv.std())]},
+           "target": {"x_train": [float(ref["x_train"].mean()), float(ref["x_train"].std())],
+                      "x_valid": [float(ref["x_valid"].mean()), float(ref["x_valid"].std())]}}
+    if (isinstance(got, list) and len(got) == 2
+            and all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, float) for v in p) for p in got)):
+        out["yours"] = {"x_train": [_num(v) for v in got[0]], "x_valid": [_num(v) for v in got[1]]}
+    return out
+
+
+MATMUL_VERSIONS = ("matmul_loops", "matmul_elementwise", "matmul_broadcast", "matmul_einsum")
+SPEED_SHAPES = ((5, 100), (100, 10))
+# Timed where the student's code runs; the best of repeated runs, at most ~50 ms each.
+_SPEED = """
+import time as _time
+result = {}
+for _name in names:
+    _f = (lambda p, q: p @ q) if _name == "@" else globals().get(_name)
+    if _f is None:
+        continue
+    try:
+        _best, _total, _k = None, 0.0, 0
+        while _k < 1 or (_total < 0.05 and _k < 200):
+            _start = _time.perf_counter()
+            _f(a, b)
+            _took = _time.perf_counter() - _start
+            _best = _took if _best is None else min(_best, _took)
+            _total += _took
+            _k += 1
+        result[_name] = _best
+    except Exception:
+        pass
+"""
+
+
+def _speed(sub) -> dict | None:
+    import torch
+    gen = torch.Generator().manual_seed(5)
+    a, b = (torch.randn(*s, generator=gen) for s in SPEED_SHAPES)
+    ev = sub.evaluate(_SPEED, inputs={"a": a, "b": b, "names": [*MATMUL_VERSIONS, "@"]},
+                      outputs=("result",))
+    got = ev.values.get("result") if not ev.error else None
+    if not isinstance(got, dict):
+        return None
+    times = {k: float(v) for k, v in got.items()
+             if k in (*MATMUL_VERSIONS, "@") and isinstance(v, float) and math.isfinite(v) and v > 0}
+    return {"seconds": times, "shapes": [list(s) for s in SPEED_SHAPES]} if times else None
+
+
+def extras(name: str, sub, seen: dict) -> None:
+    """Add what needs another look at the submission, for exercise ``name``. Never raises."""
+    try:
+        if name in ("init_simple", "init_glorot", "init_kaiming") and seen.get("weights"):
+            experiment = _experiment(name, sub)
+            if experiment:
+                seen["experiment"] = experiment
+        elif name == "normalize_data":
+            seen["normalize"] = _normalize_stats(sub)
+        elif name == MATMUL_VERSIONS[-1]:
+            speed = _speed(sub)
+            if speed:
+                seen["speed"] = speed
+    except Exception:  # a picture is never worth a crash: the result stands without it
+        pass
+
+
+def jsonable(seen: dict) -> dict[str, Any]:
+    """``seen`` with every float finite or None (JSON has no inf/NaN)."""
+    def clean(v):
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return clean(seen)

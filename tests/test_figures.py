@@ -1,0 +1,185 @@
+"""Pictures that teach: rich check() output in a real kernel, the evidence behind it,
+and the figures in nbgrader feedback."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import autograder
+from autograder import display, evidence
+from autograder.grade import result_for
+from autograder.submission import LocalSubmission
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "solutions" / "lesson8" / "02_fully_connected.ipynb"
+INJECTION = '<script>alert("pwned")</script>'
+INIT_TESTS = ("test_init_simple", "test_init_glorot", "test_init_kaiming", "test_params")
+
+
+def cell(nb: dict, grade_id: str) -> dict:
+    return next(c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def with_mistakes(nb: dict) -> dict:
+    """Kaiming without its factor 2 (a known mistake), and a relu whose error message
+    carries a script tag."""
+    nb = copy.deepcopy(nb)
+    cell(nb, "init_kaiming")["source"] = ("def init_kaiming(n_in, n_out):\n"
+                                          "    return torch.randn(n_in, n_out) / math.sqrt(n_in)\n")
+    cell(nb, "relu")["source"] = (f"def relu(x):\n    raise ValueError({INJECTION!r})\n")
+    return nb
+
+
+def svgs(page: str) -> list[str]:
+    """The SVG documents embedded as data URIs in a page."""
+    return [base64.b64decode(m).decode() for m in re.findall(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", page)]
+
+
+def namespace(code: str) -> dict:
+    ns = {"__name__": "__main__", "check": autograder.check}
+    exec("import math, torch\n" + code, ns)
+    return ns
+
+
+# ----------------------------------------------------------------------------- evidence
+def test_nothing_is_recorded_unless_someone_will_look():
+    """Do the checks' evidence hooks do nothing outside recording() (plain and --json runs)?"""
+    import torch
+    assert not evidence.active()
+    evidence.weights("w", torch.randn(10, 10), 1.0, "1")
+    evidence.compared(torch.zeros(3), torch.ones(3))
+    evidence.gradient("inp.g", torch.zeros(3), torch.ones(3))
+    with evidence.recording() as seen:
+        assert evidence.active()
+    assert seen == {} and not evidence.active()
+
+
+def test_grade_does_not_import_matplotlib():
+    """Does a plain check() (not in a kernel) leave matplotlib unimported and print as before?"""
+    code = ("import sys, autograder, torch, math\nns = {'__name__': '__main__', 'check': autograder.check}\n"
+            "exec('import torch, math\\ndef init_simple(i, o):\\n    return torch.randn(i, o) / math.sqrt(i)\\n', ns)\n"
+            "exec('check(\"init_simple\")', ns)\nprint('matplotlib' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["✓ init_simple · init_simple(n_in, n_out): passed.", "False"]
+
+
+def test_collected_records_hold_small_evidence_and_the_same_result():
+    """Inside collecting(), does check() record a histogram, the 8-layer experiment and the
+    "expected vs got" numbers, while the result and message stay those of a plain run?"""
+    ns = namespace("def init_kaiming(i, o):\n    return torch.randn(i, o) / math.sqrt(i)\n"
+                   "def mse_grad(inp, targ):\n    inp.g = (inp.squeeze(-1) - targ).unsqueeze(-1) / inp.shape[0]\n")
+    sub = LocalSubmission(ns)
+    plain = result_for("init_kaiming", sub)
+    records: list = []
+    with display.collecting(records):
+        result, shown = display.checked("init_kaiming", sub, {})
+        display.checked("mse_grad", sub, {})
+    assert not shown and result == plain and not result.passed
+    init, grad = records
+    assert init["message"] == plain.message
+    [panel, *_] = init["evidence"]["weights"]
+    assert panel["title"] == "init_kaiming(784, 50)" and sum(panel["counts"]) + panel["outside"] == 784 * 50
+    exp = init["evidence"]["experiment"]
+    assert len(exp["yours"]) == 8 and exp["yours"][-1] < 0.2 < exp["references"]["Kaiming sqrt(2/n_in)"][-1]
+    assert grad["evidence"]["gradients"]["inp.g"] == pytest.approx(0.5, rel=1e-3)
+    assert grad["evidence"]["compare"]["mismatch"]["index"] == [0, 0]
+    assert len(json.dumps(records)) < 20_000          # numbers, never tensors
+
+
+def test_card_shows_badge_table_figures_and_escapes_everything():
+    """Is the card's HTML built from escaped text only, with the figure as a data URI?"""
+    ns = namespace(f"def relu(x):\n    raise ValueError({INJECTION!r})\n"
+                   "def init_glorot(i, o):\n    return torch.randn(i, o) * math.sqrt(2 / (i + o))\n")
+    sub = LocalSubmission(ns)
+    records: list = []
+    with display.collecting(records):
+        display.checked("relu", sub, {})
+        display.checked("init_glorot", sub, {})
+    relu, glorot = (display.card_html(r) for r in records)
+    assert INJECTION not in relu and "<script" not in relu.lower()
+    assert html_escaped(INJECTION) in relu and "FAIL" in relu
+    assert "PASS" in glorot and "<table" in glorot
+    [svg] = svgs(glorot)
+    assert "init_glorot(784, 50)" in svg and "Does the signal survive 8 layers?" in svg
+    assert "<script" not in svg
+
+
+def html_escaped(text: str) -> str:
+    import html
+    return html.escape(text, quote=True)
+
+
+def test_figures_escape_dollar_signs_and_render_each_kind():
+    """Do the backward bars, the normalisation bars and the speed ladder render, and does a
+    $ in a label stay literal text (no math mode)?"""
+    from autograder import figures
+    alt, uri = figures.gradients_figure({"inp.g": 1e-8, "w1.g": 0.5, "b1.g": None, "w2.g": "inf",
+                                         "b2.g": 2e-9}, 1e-4)
+    assert "w1.g 5.0e-01" in alt and "b1.g not set" in alt and uri.startswith("data:image/svg+xml;base64,")
+    stats = {"before": {"x_train": [0.13, 0.31], "x_valid": [0.13, 0.31]},
+             "yours": {"x_train": [0.0, 1.0], "x_valid": [0.0, 1.0]},
+             "target": {"x_train": [0.0, 1.0], "x_valid": [-0.006, 0.99]}}
+    assert figures.normalize_figure(stats)[1].startswith("data:image/svg+xml")
+    alt, _ = figures.speed_figure({"seconds": {"matmul_loops": 0.1, "@": 2e-6}, "shapes": [[5, 100], [100, 10]]})
+    assert "three loops 100 ms" in alt and "PyTorch @ 2 µs" in alt
+    _, uri = figures.pass_rate_figure([("costs $5$", 1, 2)])
+    assert "costs $5$" in svgs(uri)[0]
+
+
+def test_summary_lists_every_exercise_of_the_notebook(capsys):
+    """Does check() with no name grade every exercise of the notebook it finds, without raising?"""
+    ns = namespace("def lin(x, w, b):\n    return x @ w + b\ndef relu(x):\n    return x.clamp_min(0.)\n")
+    exec("check()", ns)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("02_fully_connected: ")
+    assert any(line.startswith("  [PASS] 2/2  lin · ") for line in out)
+    assert any("[FAIL]" in line and "get_data" in line for line in out)
+    assert len(out) == 1 + len(autograder.checks.NOTEBOOKS["02_fully_connected"])
+
+
+# ----------------------------------------------------------------------------- a real kernel
+@pytest.mark.slow
+def test_real_kernel_shows_figures_and_keeps_the_plain_text(tmp_path):
+    """Run all of a released notebook with a known mistake in a real Jupyter kernel: do the
+    init exercises' test cells hold text/html with a figure, is text/plain exactly the
+    grader's message, and does a failing check still raise?"""
+    import nbformat
+    from nbclient import NotebookClient
+    from autograder.grade import grade_notebook
+    nb_json = with_mistakes(json.loads(SOLUTION.read_text()))
+    path = tmp_path / "02_fully_connected.ipynb"
+    path.write_text(json.dumps(nb_json))
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    graded = {e.name: e for e in grade_notebook(path).exercises}
+    assert not graded["init_kaiming"].passed and graded["init_simple"].passed
+
+    for grade_id in INIT_TESTS:
+        outputs = cell(nb, grade_id)["outputs"]
+        [rich] = [o for o in outputs if o["output_type"] == "display_data"]
+        page, text = rich["data"]["text/html"], rich["data"]["text/plain"]
+        assert re.search(r'<img src="data:image/svg\+xml;base64,', page), grade_id
+        assert not [o for o in outputs if o["output_type"] == "stream"], grade_id
+        errors = [o["evalue"] for o in outputs if o["output_type"] == "error"]
+        assert errors == ([] if text.startswith("✓ ") else [text]), grade_id     # raised after displaying
+        if grade_id != "test_params":   # in a kernel, params is judged on the kernel's own w1 (no re-run)
+            result = graded[grade_id.removeprefix("test_")]
+            assert text == (result.message if not result.passed else f"✓ {result.message}"), grade_id
+    kaiming = cell(nb, "test_init_kaiming")["outputs"][0]["data"]["text/html"]
+    assert "FAIL" in kaiming and "sqrt(2/n_in)" in kaiming
+    assert "Does the signal survive 8 layers?" in svgs(kaiming)[0]
+
+    relu = cell(nb, "test_relu")["outputs"]
+    page = relu[0]["data"]["text/html"]
+    assert INJECTION not in page and "<script" not in page.lower() and html_escaped(INJECTION) in page
+    assert relu[-1]["output_type"] == "error" and relu[-1]["ename"] == "CheckFailed"
