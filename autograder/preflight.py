@@ -61,6 +61,8 @@ def _run(limits: Limits) -> None:
         first = str(exc).strip().splitlines()[0].rstrip(":")
         raise GraderError(f"the lesson's data is unavailable ({first})", DATA_FIX) from None
     readable, env = pool.settings()
+    if "AUTOGRADER_MNIST" not in env:
+        raise GraderError("the lesson's data could not be made readable for grading workers", DATA_FIX)
     with Session(limits, readable=readable, env=env) as session:
         session.run_canary()
     for name, load in checks.PREFETCH.items():

@@ -29,13 +29,15 @@ CANARY_TIMEOUT = 60.0
 # after a worker dies, to tell a student's crash from the grader's: it does what the
 # lesson's setup does (import the kit's public names, read MNIST as the lesson does).
 CANARY = """\
-import gzip, pickle
+import gzip, os, pickle
 import torch
 from autograder import check
 from autograder.data import mnist_path
-with gzip.open(mnist_path(), "rb") as _f:
-    ((_x, _y), _, _) = pickle.load(_f, encoding="latin-1")
-canary = float(torch.tensor(_x[:8]).clamp_min(0.).sum()) + float(_y[:8].sum())
+canary = float(torch.ones(4, 4).clamp_min(0.).sum())
+if os.environ.get("AUTOGRADER_MNIST"):      # a worker given the lesson's data must read it
+    with gzip.open(mnist_path(), "rb") as _f:
+        ((_x, _y), _, _) = pickle.load(_f, encoding="latin-1")
+    canary += float(torch.tensor(_x[:8]).clamp_min(0.).sum()) + float(_y[:8].sum())
 """
 FIX_WORKER = ("Check that bubblewrap works (`bwrap --ro-bind / / true`) and that the kit imports "
               "(`python -c 'import autograder.worker'`), or set AUTOGRADER_UNCONFINED=1 to grade unconfined")

@@ -65,7 +65,7 @@ SUBMISSIONS = {
                                            "import autograder, autograder.checks, autograder.feedback\n"
                                            "autograder.checks.run_exercise = lambda *a, **k: None\n"
                                            "autograder.feedback.close = lambda *a, **k: True\n"),
-                           {"relu": "wrong value"}),
+                           {"relu": "grader's own code"}),   # and the patch could not reach the grader anyway
     "os-exit-in-relu": (lambda: _set(_nb(), "relu", "import os\ndef relu(x):\n    os._exit(3)\n"),
                         {"relu": "stopped"}),
     "endless-loop-cell": (lambda: _set(_nb(), "kaiming_mode", "while True:\n    pass\n"),
