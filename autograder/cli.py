@@ -4,6 +4,8 @@
                                [--jobs N | --scheduler ADDRESS] [--no-progress]
     python -m autograder preflight
     python -m autograder solutions [--check]
+    python -m autograder report CLASS.json [...] [--html OUT.html]
+    python -m autograder report --gradebook gradebook.db --assignment lesson8 [--html OUT.html]
 
 Each subcommand is a plain function (``grade(paths, ...)``, ``solutions(...)``) so the
 Python API and the command line never drift apart.
@@ -143,8 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("preflight", help="check that this machine can grade (data, workers, references)")
     s = sub.add_parser("solutions", help="regenerate solutions/ from assignments/ (hidden tests removed)")
     s.add_argument("--check", action="store_true", help="only report whether solutions/ is current")
+    r = sub.add_parser("report", help="a class report from `grade --json` files or nbgrader's gradebook")
+    r.add_argument("json_files", nargs="*", metavar="CLASS.json")
+    r.add_argument("--html", metavar="OUT.html", help="write one self-contained page instead of text")
+    r.add_argument("--gradebook", metavar="DB", help="read nbgrader's gradebook.db instead of JSON")
+    r.add_argument("--assignment", metavar="NAME", help="the assignment, with --gradebook")
     args = parser.parse_args(argv)
 
+    if args.command == "report":
+        from .classreport import main as report
+        return report(args.json_files, html=args.html, gradebook=args.gradebook, assignment=args.assignment)
     if args.command == "solutions":
         return _solutions(args.check)
     if args.command == "preflight":

@@ -208,13 +208,14 @@ def score_histogram(percentages: list[float]) -> tuple[str, str]:
 @_styled
 def pass_rate_figure(rows: list[tuple[str, int, int]]) -> tuple[str, str]:
     """Per exercise, the share of graded notebooks that passed it."""
-    fig, (ax,) = _figure(5.6, 0.24 * len(rows) + 1.0)
+    fig, (ax,) = _figure(5.0, 0.19 * len(rows) + 0.9)
     ys = list(range(len(rows)))[::-1]
     rates = [100 * p / g if g else 0.0 for _, p, g in rows]
     ax.barh(ys, rates, color=[YOURS if r >= 50 else BAD for r in rates])
     for y, (_, p, g), r in zip(ys, rows, rates):
         ax.annotate(f"{p}/{g}", (r, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=6.5)
-    ax.set_yticks(ys, [_plain(name) for name, _, _ in rows], fontsize=7)
+    ax.set_yticks(ys, [_plain(name) for name, _, _ in rows], fontsize=6.5)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlim(0, 112)
     ax.set_xticks([0, 25, 50, 75, 100], ["0%", "25%", "50%", "75%", "100%"])
     ax.set_title("Pass rate per exercise (red: under half passed)", loc="left")
