@@ -35,6 +35,20 @@ if ! command -v bwrap >/dev/null 2>&1; then
 fi
 .venv/bin/python -c 'from autograder.sandbox import confinement; print(confinement()[1])'
 
+say "A headless browser for the tests that look at the reports: Debian's chromium"
+# Optional: without it those tests are skipped (and say why); grading never needs it.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+      || echo "could not install chromium; the browser tests will be skipped"
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
+    (sudo -n apt-get update -qq && sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+      >/dev/null 2>&1 || echo "could not install chromium; the browser tests will be skipped"
+  else
+    echo "chromium is not installed and cannot be installed from here; the browser tests will be skipped."
+  fi
+fi
+
 say "MNIST (mnist.pkl.gz, checksum-verified)"
 .venv/bin/python -m autograder.data
 
