@@ -52,6 +52,9 @@ c.Autograde.autograde_preprocessors = [
 # Time limits, mapped onto autograder.sandbox.Limits.
 c.SandboxGrade.cell_timeout = 60          # seconds per student cell / per check's call
 c.SandboxGrade.notebook_timeout = 600     # seconds for all of one notebook's student code
+# Notebooks graded at once: 0 = one per core; 1 = one after another in nbgrader's thread.
+# The gradebook is the same either way (see autograder/nbgrader_ahead.py).
+c.SandboxGrade.workers = 0
 # A failed hidden test shows its teaching message (never its source); False: a generic line.
 c.SandboxGrade.show_hidden_messages = True
 
@@ -62,5 +65,6 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     _PLUGIN + "ScrubHiddenFeedback",               # before ClearHiddenTests: needs the delimiters
     "nbgrader.preprocessors.ClearHiddenTests",
+    "autograder.nbgrader_figures.FeedbackFigures",   # each visible check's figures, drawn here
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

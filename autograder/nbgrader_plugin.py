@@ -30,11 +30,18 @@ Student code never runs in this process: test-cell sources come from the gradebo
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import copy
+import hashlib
 import io
+import json
 import os
 import re
+import sys
 import tempfile
+import threading
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -42,12 +49,16 @@ from nbconvert.exporters import HTMLExporter, NotebookExporter
 from nbformat.v4 import new_markdown_cell, new_notebook, new_output
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, Integer, Unicode
+
+from .report import ExerciseResult, NotebookReport
 
 __all__ = ["SafeNotebookExporter", "StripOrphanMetadata", "SandboxGrade", "ZeroMissingGrades",
-           "AddGradingNotes", "ScrubHiddenFeedback", "OfflineFeedbackExporter", "split_hidden"]
+           "AddGradingNotes", "ScrubHiddenFeedback", "OfflineFeedbackExporter", "split_hidden",
+           "read_submission", "content_key"]
 
 NOTES_KEY = "autograder"          # notebook metadata: {"notes": [...]} carried between phases
+NOTES_CELL_ID = "autograder-notes"
 BEGIN_HIDDEN, END_HIDDEN = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
 
 
@@ -90,21 +101,41 @@ class SafeNotebookExporter(NotebookExporter):
     nbgrader aborts that student's autograde (grades stay ungraded, exit status 1).
     Here the notebook has no cells, so :class:`ZeroMissingGrades` scores every cell 0.
     Grading notes a student wrote into the file's metadata are dropped on reading it.
+
+    Created once when ``autograde`` starts, after nbgrader listed the submissions and
+    before it touches any: that is when the run's preflight and grading ahead begin
+    (:func:`autograder.nbgrader_ahead.begin`).
     """
 
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        from nbgrader.converters import Autograde
+        if isinstance(self.parent, Autograde):
+            from .nbgrader_ahead import begin
+            begin(self.parent)
+
     def from_file(self, file_stream, resources=None, **kw):
-        name = getattr(file_stream, "name", None)
-        try:
-            nb = nbformat.read(file_stream, as_version=4)
-        except Exception as exc:
-            reason = _unreadable_reason(name, exc)
-            self.log.error("Cannot read %s: %s; grading it as an empty notebook", name, reason)
-            nb = new_notebook()
-            add_note(nb, f"Your notebook file could not be read, so every test scored 0: {reason}")
-            return self.from_notebook_node(nb, resources=resources, **kw)
-        if os.environ.get("NBGRADER_EXECUTION") != "autograde":   # reading the student's file
-            nb.metadata.pop(NOTES_KEY, None)
+        phase = "autograde" if os.environ.get("NBGRADER_EXECUTION") == "autograde" else "sanitize"
+        nb = read_submission(file_stream, phase, self.log)
         return self.from_notebook_node(nb, resources=resources, **kw)
+
+
+def read_submission(file_stream, phase: str, log=None):
+    """The notebook in ``file_stream``, as nbgrader's ``phase`` ("sanitize": the student's
+    file, "autograde": nbgrader's own sanitized copy) should see it."""
+    name = getattr(file_stream, "name", None)
+    try:
+        nb = nbformat.read(file_stream, as_version=4)
+    except Exception as exc:
+        reason = _unreadable_reason(name, exc)
+        if log is not None:
+            log.error("Cannot read %s: %s; grading it as an empty notebook", name, reason)
+        nb = new_notebook()
+        add_note(nb, f"Your notebook file could not be read, so every test scored 0: {reason}")
+        return nb
+    if phase != "autograde":            # reading the student's file
+        nb.metadata.pop(NOTES_KEY, None)
+    return nb
 
 
 def _unreadable_reason(name: str | None, exc: Exception) -> str:
@@ -141,13 +172,45 @@ class StripOrphanMetadata(NbGraderPreprocessor):
 
 
 # ----------------------------------------------------------------------------- grading
+@dataclass
+class Graded:
+    """What :class:`SandboxGrade` found for one notebook, small enough to keep a few of:
+    the outputs of its code cells by index (test-cell verdicts, restored student output),
+    the notes to show, and how it fared (for the progress line). ``grader_error`` set: the
+    grader could not grade it, and nothing may be written."""
+    outputs: dict[int, list] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    report: NotebookReport = field(default_factory=lambda: NotebookReport("notebook"))
+    grader_error: str | None = None
+
+    def apply(self, nb) -> None:
+        for index, outputs in self.outputs.items():
+            nb.cells[index].outputs = outputs
+        for note in self.notes:
+            add_note(nb, note)
+
+
+def content_key(nb, name: str) -> str:
+    """Which notebook this is, by content: equal keys, equal grading input."""
+    text = json.dumps(nb, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(f"{name}\0{text}".encode()).hexdigest()
+
+
 class SandboxGrade(NbGraderPreprocessor):
-    """Replaces nbgrader's ``Execute``: no kernel, student code confined, our checks trusted."""
+    """Replaces nbgrader's ``Execute``: no kernel, student code confined, our checks trusted.
+
+    Where the grader is at fault (preflight, a worker that cannot start, an exercise the
+    grader could not check, a test cell whose own code breaks), it writes nothing: it
+    logs one line and raises, so nbgrader records no score for that notebook.
+    """
 
     cell_timeout = Float(60.0, help="Seconds one student cell, or one check's call into "
                                     "student code, may run.").tag(config=True)
     notebook_timeout = Float(600.0, help="Seconds all of one notebook's student code may run "
                                          "in total.").tag(config=True)
+    workers = Integer(0, help="Notebooks graded at once during autograde (see "
+                              "autograder.nbgrader_ahead). 0: one per core; 1: one after "
+                              "another in nbgrader's own thread.").tag(config=True)
     show_hidden_messages = Bool(True, help="When a hidden test fails, show its teaching message "
                                            "(never its source). False: a generic sentence."
                                 ).tag(config=True)
@@ -157,85 +220,135 @@ class SandboxGrade(NbGraderPreprocessor):
     begin_hidden = Unicode(BEGIN_HIDDEN).tag(config=True)
     end_hidden = Unicode(END_HIDDEN).tag(config=True)
 
-    def preprocess(self, nb, resources):
-        tests = [cell for cell in nb.cells if is_test_cell(cell)]
-        if not tests:
-            return nb, resources
-        from .grade import open_submission
-        from .notebook import NotebookError
+    @property
+    def limits(self):
         from .sandbox import Limits
-        from . import pool
-        limits = Limits(cell_timeout=self.cell_timeout, notebook_timeout=self.notebook_timeout)
-        # nbgrader grades one notebook after another in this process: the zygote started
-        # for the first forks a fresh worker for each (or, without a zygote, the next
-        # one's worker starts while this one is graded; see autograder.pool).
-        pool.prestart(1, limits, *pool.settings())
-        graded: set[int] = set()
+        return Limits(cell_timeout=self.cell_timeout, notebook_timeout=self.notebook_timeout)
+
+    def worker_count(self) -> int:
+        return self.workers if self.workers > 0 else len(os.sched_getaffinity(0))
+
+    def preprocess(self, nb, resources):
+        from . import nbgrader_ahead, pool
+        from .errors import GraderError
+        from .preflight import preflight
+        info = resources.get("nbgrader", {})
+        name = (resources.get("metadata") or {}).get("name") or "notebook"
         try:
-            notebook = self._load(nb, resources)
-            with open_submission(notebook, limits) as sub:
-                note = sub.session.confinement_note
-                add_note(nb, "Your code ran in a separate worker process, "
-                             + (f"{note}." if sub.session.confined else f"not confined: {note}."))
-                for cell in tests:
-                    cell.outputs = self._run_test(cell)
-                    graded.add(id(cell))
-                if self.restore_student_outputs:
-                    self._restore_outputs(nb, sub)
-        except NotebookError as exc:
-            self._fail_rest(nb, tests, graded, f"Your notebook could not be graded: {exc}")
-        except Exception as exc:   # the worker could not start, ...: fail closed
-            self.log.exception("Grading %s failed", resources.get("nbgrader", {}).get("student"))
-            self._fail_rest(nb, tests, graded,
-                            f"Your notebook could not be graded ({type(exc).__name__}: {exc}). "
-                            "This is not your fault: please tell your instructor.")
+            preflight(self.limits)      # done once per run (when autograde starts), then cached
+        except GraderError as exc:
+            raise self.refuse(info, str(exc)) from None
+        run = nbgrader_ahead.current()
+        graded = run.take(info, content_key(nb, name)) if run else None
+        if graded is None and run is not None:
+            graded = run.grade_now(self, nb, name)
+        elif graded is None:
+            # One notebook after another: the zygote started for the first forks a fresh
+            # worker for each (or, without one, the next worker starts while this one is
+            # graded; see autograder.pool).
+            pool.prestart(1, self.limits, *pool.settings())
+            graded = self.grade(copy.deepcopy(nb), name)
+        if run is not None:
+            run.finished(info, graded)
+        if graded.grader_error:
+            raise self.refuse(info, graded.grader_error)
+        graded.apply(nb)
         return nb, resources
 
-    def _load(self, nb, resources):
+    def refuse(self, info: dict, reason: str) -> Exception:
+        """Log the one line an instructor reads; the exception makes nbgrader skip the notebook."""
+        from .errors import GraderError
+        self.log.error("Grader error, no score written for %s/%s (%s): %s", info.get("student", "?"),
+                       info.get("assignment", "?"), info.get("notebook", "?"), reason)
+        return GraderError(f"not graded: {reason}")
+
+    def grade(self, nb, name: str) -> Graded:
+        """Grade a (sanitized) notebook, which this changes; never raises."""
+        from .errors import GraderError
+        from .grade import open_submission
+        from .notebook import NotebookError
+        graded = Graded(report=NotebookReport(name))
+        tests = [i for i, cell in enumerate(nb.cells) if is_test_cell(cell)]
+        if not tests:
+            graded.report.error = "no test cells"
+            return graded
+        done: set[int] = set()
+        try:
+            notebook = self._load(nb, name)
+            with open_submission(notebook, self.limits) as sub:
+                note = sub.session.confinement_note
+                graded.notes.append("Your code ran in a separate worker process, "
+                                    + (f"{note}." if sub.session.confined else f"not confined: {note}."))
+                for index in tests:
+                    nb.cells[index].outputs = self._run_test(nb.cells[index])
+                    done.add(index)
+                if self.restore_student_outputs:
+                    self._restore_outputs(nb, sub)
+        except NotebookError as exc:            # the student's notebook: zero, with the reason
+            message = f"Your notebook could not be graded: {exc}"
+            graded.notes.append(message)
+            for index in tests:
+                if index not in done:
+                    nb.cells[index].outputs = [_error(message, "NotGraded")]
+        except GraderError as exc:
+            graded.grader_error = str(exc)
+            return graded
+        except Exception as exc:                # a bug in the kit: never the student's zero
+            self.log.debug("Grading %s failed", name, exc_info=True)
+            graded.grader_error = f"the grader failed ({type(exc).__name__}: {exc})"
+            return graded
+        graded.outputs = {i: cell.outputs for i, cell in enumerate(nb.cells) if cell.cell_type == "code"}
+        for index in tests:
+            grade_id = nb.cells[index].metadata.nbgrader.get("grade_id", "?")
+            failed = any(out.output_type == "error" for out in nb.cells[index].outputs)
+            graded.report.exercises.append(ExerciseResult(grade_id, not failed, 0.0, 0.0, ""))
+        return graded
+
+    def _load(self, nb, name: str):
         from .notebook import read_notebook
-        name = (resources.get("metadata") or {}).get("name") or "notebook"
         with tempfile.TemporaryDirectory(prefix="autograder-nbgrader-") as tmp:
             path = Path(tmp) / f"{name}.ipynb"
             nbformat.write(nb, str(path))
             return read_notebook(path)
 
-    def _fail_rest(self, nb, tests, graded, message: str) -> None:
-        add_note(nb, message)
-        for cell in tests:
-            if id(cell) not in graded:
-                cell.outputs = [_error(message, "NotGraded")]
-
     def _run_test(self, cell) -> list:
-        """Run the cell's visible, then hidden code; one stdout stream or one error."""
+        """Run the cell's visible, then hidden code; one stdout stream or one error.
+
+        A check the grader could not run, or test code that raises anything but an
+        ``AssertionError``, is the grader's fault: :class:`GraderError`, no output.
+        """
         import autograder
+        from .errors import GraderError
         grade_id = cell.metadata.nbgrader.get("grade_id", "?")
         visible, hidden = split_hidden(cell.source, self.begin_hidden, self.end_hidden)
         namespace = {"__name__": "__grader__", "check": autograder.check}
-        out = io.StringIO()
-        for code, is_hidden in ((visible, False), (hidden, True)):
-            if not code.strip():
-                continue
-            try:
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), \
-                        warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    exec(compile(code, f"<test cell {grade_id}>", "exec"), namespace)
-            except AssertionError as exc:      # CheckFailed, or a plain assert
-                message = str(exc) or "A test in this cell failed."
-            except Exception as exc:           # the test code itself is broken: not the student's fault
-                self.log.warning("Test cell %s raised %s: %s", grade_id, type(exc).__name__, exc)
-                message = ("This test could not run (" + ("details withheld" if is_hidden else
-                           f"{type(exc).__name__}: {exc}") + "). This is not your fault: "
-                           "please tell your instructor.")
-                return [_error(message, "TestError")]
-            else:
-                continue
-            if is_hidden:
-                message = ("A hidden test failed: " + message if self.show_hidden_messages
-                           else "A hidden test failed (its details are not shown).")
-            return [_error(message)]
+        from .display import collecting, feedback_outputs
+        shown: list = []        # what the visible checks saw, drawn in the feedback (not hidden ones)
+        with captured() as out:
+            for code, is_hidden in ((visible, False), (hidden, True)):
+                if not code.strip():
+                    continue
+                try:
+                    with collecting(None if is_hidden else shown):
+                        exec(compile(code, f"<test cell {grade_id}>", "exec"), namespace)
+                except GraderError:
+                    raise
+                except AssertionError as exc:      # CheckFailed, or a plain assert
+                    message = str(exc) or "A test in this cell failed."
+                except Exception as exc:           # the test code itself is broken
+                    part = "hidden" if is_hidden else "visible"
+                    raise GraderError(f"the {part} code of test cell {grade_id} raised "
+                                      f"{type(exc).__name__}: {exc}",
+                                      "Fix the cell in the assignment's source notebook, run "
+                                      "`nbgrader generate_assignment`, then autograde again") from None
+                else:
+                    continue
+                if is_hidden:
+                    message = ("A hidden test failed: " + message if self.show_hidden_messages
+                               else "A hidden test failed (its details are not shown).")
+                return feedback_outputs(shown) + [_error(message)]
         text = out.getvalue()
-        return [new_output("stream", name="stdout", text=text)] if text else []
+        return feedback_outputs(shown) + ([new_output("stream", name="stdout", text=text)] if text else [])
 
     def _restore_outputs(self, nb, sub) -> None:
         """The student's exercise cells get what they printed and how they failed."""
@@ -256,6 +369,69 @@ class SandboxGrade(NbGraderPreprocessor):
                                           evalue=str(run.error.get("evalue", "")),
                                           traceback=lines or [run.reason]))
             cell.outputs = outputs
+
+
+# Test cells print through sys.stdout, which is one for the whole process; notebooks are
+# graded in several threads at once. While any test cell runs, sys.stdout and sys.stderr
+# are switches that send each thread's writes to that thread's own buffers (threads that
+# are not running a test cell write through), and warnings are ignored.
+_SINKS: contextvars.ContextVar[tuple[io.StringIO, io.StringIO] | None] = \
+    contextvars.ContextVar("_SINKS", default=None)
+_capture_lock = threading.Lock()
+_capture_users = 0
+_capture_saved: list = []
+
+
+class _Switch(io.TextIOBase):
+    def __init__(self, through, which: int) -> None:
+        self.through, self.which = through, which
+
+    def write(self, text: str) -> int:
+        sinks = _SINKS.get()
+        return (sinks[self.which] if sinks else self.through).write(text)
+
+    def flush(self) -> None:
+        if _SINKS.get() is None:
+            self.through.flush()
+
+    def isatty(self) -> bool:
+        return _SINKS.get() is None and self.through.isatty()
+
+    def fileno(self) -> int:
+        return self.through.fileno()
+
+    @property
+    def encoding(self):
+        return getattr(self.through, "encoding", "utf-8")
+
+
+@contextlib.contextmanager
+def captured():
+    """This thread's stdout (yielded) and stderr (dropped) while the block runs."""
+    global _capture_users
+    out = io.StringIO()
+    with _capture_lock:
+        if _capture_users == 0:
+            quiet = warnings.catch_warnings()
+            quiet.__enter__()
+            warnings.simplefilter("ignore")
+            _capture_saved[:] = [quiet, sys.stdout, sys.stderr]
+            sys.stdout, sys.stderr = _Switch(sys.stdout, 0), _Switch(sys.stderr, 1)
+        _capture_users += 1
+    token = _SINKS.set((out, io.StringIO()))
+    try:
+        yield out
+    finally:
+        _SINKS.reset(token)
+        with _capture_lock:
+            _capture_users -= 1
+            if _capture_users == 0:
+                quiet, stdout, stderr = _capture_saved
+                if isinstance(sys.stdout, _Switch):
+                    sys.stdout = stdout
+                if isinstance(sys.stderr, _Switch):
+                    sys.stderr = stderr
+                quiet.__exit__(None, None, None)
 
 
 class ZeroMissingGrades(NbGraderPreprocessor):
@@ -301,7 +477,10 @@ class AddGradingNotes(NbGraderPreprocessor):
         notes = nb.metadata.get(NOTES_KEY, {}).get("notes", [])
         if notes:
             text = "**Autograder notes**\n\n" + "\n".join(f"* {note}" for note in notes)
-            nb.cells.insert(0, new_markdown_cell(text))
+            cell = new_markdown_cell(text)
+            if all(c.get("id") != NOTES_CELL_ID for c in nb.cells):
+                cell.id = NOTES_CELL_ID         # not random: the same grading, the same file
+            nb.cells.insert(0, cell)
         return nb, resources
 
 

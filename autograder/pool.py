@@ -42,7 +42,7 @@ from .sandbox import Limits
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 __all__ = ["Worker", "Zygote", "ForkedProcess", "spawn", "release", "prestart", "keep", "take",
-           "settings", "shutdown"]
+           "settings", "shutdown", "close"]
 
 # The kit's own package folder, as this (the grader's) process imported it. Workers import
 # exactly these files: their PYTHONPATH starts with its parent (whatever the current
@@ -176,6 +176,8 @@ def _pipes() -> tuple[int, int, int, int]:
 
 def spawn(limits: Limits, readable: list[Path], env: dict[str, str] | None = None) -> Worker:
     """Start a worker (confined where possible); it announces itself with a "ready" frame."""
+    if _closed:
+        raise OSError("the grader is stopping (interrupted or exiting)")
     sandbox.sweep_stale(tempfile.gettempdir())
     scratch = Path(tempfile.mkdtemp(prefix=f"autograder-scratch-{os.getpid()}-"))
     req_r, req_w, rep_r, rep_w = _pipes()
@@ -197,11 +199,12 @@ def spawn(limits: Limits, readable: list[Path], env: dict[str, str] | None = Non
     finally:
         for fd in (req_r, rep_w):
             os.close(fd)
-    return Worker(proc, req_w, rep_r, scratch, cgroup, _key(limits, readable, env))
+    return _live_worker(Worker(proc, req_w, rep_r, scratch, cgroup, _key(limits, readable, env)))
 
 
 def release(worker: Worker) -> None:
     """Kill the worker and everything it started; free its pipes, scratch and cgroup."""
+    _live.pop(id(worker), None)
     if isinstance(worker.proc, ForkedProcess):
         worker.proc.kill()
         try:
@@ -362,7 +365,7 @@ _warned: set[str] = set()
 
 def _zygote(limits: Limits, readable, env) -> Zygote | None:
     """The zygote for these settings, started if there is none yet (call with ``_lock``)."""
-    if not zygotes_enabled():
+    if not zygotes_enabled() or _closed:
         return None
     key = _key(limits, readable, env)
     found = _zygotes.get(key)
@@ -430,7 +433,7 @@ def take(limits: Limits, readable: list[Path], env: dict[str, str] | None = None
         parent = _zygote(limits, readable, env)
     if parent is not None:
         try:
-            return parent.fork(limits)
+            return _live_worker(parent.fork(limits))
         except ZygoteError as exc:
             _warn(str(exc))
     with _lock:
@@ -447,6 +450,32 @@ def take(limits: Limits, readable: list[Path], env: dict[str, str] | None = None
             if sum(w.key == key for w in _spares) < _target():
                 _spares.append(spawn(limits, readable, env))
             return worker
+
+
+_live: dict[int, Worker] = {}      # every worker started and not released yet (see close)
+_closed = False
+
+
+def _live_worker(worker: Worker) -> Worker:
+    _live[id(worker)] = worker
+    return worker
+
+
+def close() -> None:
+    """Stop for good, at once (Ctrl-C, interpreter exit): kill every live worker, even one
+    a grading thread is waiting on, and start no new one (a :class:`Session` that asks then
+    gets a ``GraderError``, which is charged to nobody)."""
+    global _closed
+    _closed = True
+    for worker in list(_live.values()):
+        if isinstance(worker.proc, ForkedProcess):
+            worker.proc.kill()
+        else:
+            try:
+                os.killpg(worker.proc.pid, signal.SIGKILL)   # its own session (see sandbox)
+            except OSError:
+                pass
+    shutdown()
 
 
 @atexit.register

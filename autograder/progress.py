@@ -1,23 +1,32 @@
-"""A one-line progress bar on stderr while a class is graded (no third-party dependency).
+"""A one-line progress bar on stderr while a class is graded, drawn by ``tqdm``.
 
     12/40 [######--------------] 1:05 elapsed, ETA 2:31 | 9 passed, 2 failing, 1 unreadable
 
-It is drawn only when it helps a person watching: several notebooks, stderr is a terminal,
-not under CI, not switched off (``--quiet``, ``--no-progress``). Otherwise it writes nothing.
-The line is cut to the terminal's width: a wrapped line could not be redrawn with ``\r``.
+(``, 1 grader error`` is added once the grader itself has failed on a notebook.) It is
+drawn only when it helps a person watching: several notebooks, stderr is a terminal, not
+under CI, not switched off (``--quiet``, ``--no-progress``). Otherwise it writes nothing.
+tqdm redraws the line in place, cuts it short of the terminal's width (a wrapped line
+could not be redrawn with ``\\r``) and, through :func:`log_around`, keeps log lines (such
+as nbgrader's) from running into it. What the line says is the kit's own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .report import NotebookReport
 
-__all__ = ["Progress", "wanted"]
+__all__ = ["Progress", "wanted", "log_around"]
 
 BAR_WIDTH = 20
+FORMAT = "{n}/{total} [{bar:%d}] {since} elapsed, ETA {left} | {counts}" % BAR_WIDTH
 
 
 def wanted(stream: TextIO, total: int, *, allowed: bool = True) -> bool:
@@ -37,6 +46,19 @@ def clock_text(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+class _Line(tqdm):
+    """tqdm drawing the kit's line (also when ``tqdm.write`` redraws it after a log line)."""
+
+    monitor_interval = 0        # no monitor thread: nothing may outlive the grading run
+
+    def __init__(self, progress: "Progress", **kwargs) -> None:
+        self.progress = progress
+        super().__init__(**kwargs)
+
+    def __str__(self) -> str:
+        return self.progress.line()
+
+
 class Progress:
     """done/total, a bar, elapsed time, ETA and how the finished notebooks fared.
 
@@ -51,8 +73,11 @@ class Progress:
         self.jobs, self.clock, self.width = max(1, jobs), clock, width
         self.start = clock()
         self.done, self.busy = 0, 0.0           # notebooks finished, and their summed grading time
-        self.passed = self.failing = self.unreadable = 0
-        self._shown = 0                         # length of the line now on screen
+        self.passed = self.failing = self.unreadable = self.grader_errors = 0
+        self._shown = False
+        # Nothing is drawn until draw() (delay): advance() never redraws by itself.
+        self._bar = _Line(self, total=total, file=stream, leave=False, ascii="-#", position=0,
+                          delay=float("inf"), bar_format=FORMAT) if enabled else None
 
     def advance(self, report: NotebookReport, seconds: float) -> None:
         """Count one finished notebook that took ``seconds`` to grade (does not redraw)."""
@@ -60,21 +85,27 @@ class Progress:
         self.busy += seconds
         if report.error:
             self.unreadable += 1
+        elif report.grader_error:
+            self.grader_errors += 1
         elif report.passed:
             self.passed += 1
         else:
             self.failing += 1
 
+    def counts(self) -> str:
+        text = f"{self.passed} passed, {self.failing} failing, {self.unreadable} unreadable"
+        if self.grader_errors:
+            text += f", {self.grader_errors} grader error{'s' if self.grader_errors > 1 else ''}"
+        return text
+
     def line(self) -> str:
-        filled = BAR_WIDTH * self.done // max(1, self.total)
-        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         eta = "?"
         if self.done:
-            eta = clock_text(self.busy / self.done * (self.total - self.done) / self.jobs)
-        elapsed = clock_text(self.clock() - self.start)
-        return (f"{self.done}/{self.total} [{bar}] {elapsed} elapsed, ETA {eta} | "
-                f"{self.passed} passed, {self.failing} failing, "
-                f"{self.unreadable} unreadable")
+            eta = clock_text(self.busy / self.done * max(0, self.total - self.done) / self.jobs)
+        return tqdm.format_meter(
+            min(self.done, self.total), self.total, 0, ncols=max(1, self.columns() - 1),
+            ascii="-#", bar_format=FORMAT, since=clock_text(self.clock() - self.start),
+            left=eta, counts=self.counts())
 
     def columns(self) -> int:
         if self.width:
@@ -85,17 +116,31 @@ class Progress:
             return 80
 
     def draw(self) -> None:
-        if not self.enabled:
+        if self._bar is None:
             return
-        text = self.line()[:max(1, self.columns() - 1)]
-        self.stream.write("\r" + text + " " * max(0, self._shown - len(text)))
-        self.stream.flush()
-        self._shown = len(text)
+        self._bar.display(msg=self.line())
+        self._shown = True
 
     def clear(self) -> None:
         """Blank the bar's line, so that a report printed next starts on a clean line."""
-        if not self.enabled or not self._shown:
+        if self._bar is None or not self._shown:
             return
-        self.stream.write("\r" + " " * self._shown + "\r")
-        self.stream.flush()
-        self._shown = 0
+        self._bar.clear()
+        self._shown = False
+
+    def close(self) -> None:
+        """Blank the line and let go of the terminal (the bar draws nothing after this)."""
+        self.clear()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@contextlib.contextmanager
+def log_around(progress: Progress, logger: logging.Logger) -> Iterator[None]:
+    """While the bar is shown, ``logger``'s console lines are printed above it, not into it."""
+    if progress._bar is None:
+        yield
+        return
+    with logging_redirect_tqdm(loggers=[logger], tqdm_class=_Line):
+        yield

@@ -362,9 +362,58 @@ def test_test_cell_outputs(monkeypatch):
     [generic] = grader._run_test(_test_cell('check("x")' + hidden))
     assert "wrong for the hidden case" not in json.dumps(generic)
 
-    [broken] = grader._run_test(_test_cell('check("x")\n### BEGIN HIDDEN TESTS\nsecret_name(1)\n'
-                                           '### END HIDDEN TESTS'))
-    assert broken.output_type == "error" and "secret_name" not in json.dumps(broken)
+    # Broken test code is the grader's fault: no output (no score), a GraderError to log.
+    from autograder.errors import GraderError
+    with pytest.raises(GraderError, match="hidden code of test cell test_x raised NameError"):
+        grader._run_test(_test_cell('check("x")\n### BEGIN HIDDEN TESTS\nsecret_name(1)\n'
+                                    '### END HIDDEN TESTS'))
+
+
+def test_a_grader_error_in_a_check_is_raised_not_scored(monkeypatch):
+    """Does a check the grader could not run raise GraderError out of the test cell,
+    instead of becoming an error output that nbgrader would score 0?"""
+    import autograder
+    from autograder.errors import GraderError
+    from autograder.nbgrader_plugin import SandboxGrade
+
+    def failing_check(name, **options):
+        raise GraderError("the grader could not load its references", "Run the preflight")
+
+    monkeypatch.setattr(autograder, "check", failing_check)
+    with pytest.raises(GraderError, match="could not load its references"):
+        SandboxGrade()._run_test(_test_cell('check("x")'))
+
+
+def test_test_cells_in_threads_keep_their_own_output(monkeypatch):
+    """When two threads run test cells at once, does each get exactly its own printed
+    output (the process has one sys.stdout)?"""
+    import threading
+    import autograder
+    from autograder.nbgrader_plugin import SandboxGrade
+
+    barrier = threading.Barrier(2)
+
+    def chatty_check(name, **options):
+        for i in range(200):
+            print(f"{name} {i}")
+            if i == 100:
+                barrier.wait(timeout=10)
+
+    monkeypatch.setattr(autograder, "check", chatty_check)
+    results = {}
+
+    def run(name):
+        results[name] = SandboxGrade()._run_test(_test_cell(f'check("{name}")'))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in ("a", "b"):
+        [out] = results[name]
+        assert out.text == "".join(f"{name} {i}\n" for i in range(200))
+    assert not type(sys.stdout).__name__ == "_Switch"     # put back afterwards
 
 
 def test_scrub_hidden_feedback():
