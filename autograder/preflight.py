@@ -63,11 +63,24 @@ def _run(limits: Limits) -> None:
     readable, env = pool.settings()
     if "AUTOGRADER_MNIST" not in env:
         raise GraderError("the lesson's data could not be made readable for grading workers", DATA_FIX)
-    with Session(limits, readable=readable, env=env) as session:
-        session.run_canary()
+    # The references load while the worker starts and runs the canary.
+    failures: list[GraderError] = []
+    loading = threading.Thread(target=_load_references, args=(checks, failures), daemon=True)
+    loading.start()
+    try:
+        with Session(limits, readable=readable, env=env) as session:
+            session.run_canary()
+    finally:
+        loading.join()
+    if failures:
+        raise failures[0]
+
+
+def _load_references(checks, failures: list) -> None:
     for name, load in checks.PREFETCH.items():
         try:
             load()
         except Exception as exc:  # noqa: BLE001 - any failure here is the grader's
-            raise GraderError(f"the grader could not load its references for {name} "
-                              f"({type(exc).__name__}: {exc})", DATA_FIX) from None
+            failures.append(GraderError(f"the grader could not load its references for {name} "
+                                        f"({type(exc).__name__}: {exc})", DATA_FIX))
+            return
