@@ -92,6 +92,10 @@ def grade_notebook(path: str | Path, *, limits: Limits = Limits()) -> NotebookRe
     except GraderError as exc:          # while running the student's cells: nothing is charged
         report.exercises.clear()
         report.grader_failure = str(exc)
+    except Exception as exc:            # a bug of the grader's own outside a check: the same
+        report.exercises.clear()
+        report.grader_failure = (f"the grader's own code raised {type(exc).__name__}: {exc}. "
+                                 "Please report it with this notebook")
     return report
 
 
