@@ -257,3 +257,17 @@ def test_exit_status_contract():
     assert exit_status([failed, unreadable]) == 2
     assert exit_status([failed, unreadable, grader]) == 3
     assert NotebookReport.from_json(grader.as_json()) == grader
+
+
+def test_a_bug_outside_the_checks_is_a_grader_failure(monkeypatch):
+    """Does an exception in the grader's own machinery (here, while running the cells)
+    become a grader failure of that notebook instead of crashing the whole run?"""
+    from autograder import submission
+
+    def broken(self):
+        raise ValueError("the grader's bug")
+    monkeypatch.setattr(submission.RemoteSubmission, "execute", broken)
+    report = grade_notebook(SOLUTIONS / "01_matmul.ipynb")
+    assert report.grader_error and not report.exercises
+    assert "ValueError: the grader's bug" in report.grader_failure
+    assert exit_status([report]) == 3
