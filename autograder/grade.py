@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import checks, pool
-from .checks import backward, fully_connected, matmul  # noqa: F401  (register the exercises)
+from .checks import backward, fully_connected, init_pytorch, matmul, module  # noqa: F401  (register the exercises)
 from .errors import GraderError
 from .notebook import Notebook, NotebookError, read_notebook
 from .report import ExerciseResult, NotebookReport

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["ALPHA", "chi2_quantile", "normal_quantile", "Bounds", "weight_bounds", "weight_stats",
-           "kurtosis_z", "violations"]
+           "kurtosis_z", "violations", "bernstein_halfwidth", "binomial_cdf", "binomial_sf", "binomial_acceptance",
+           "proportion_interval"]
 
 ALPHA = 1e-8          # two-sided false-alarm probability of one bound
 
@@ -97,3 +98,71 @@ def violations(stats: dict[str, float], bounds: Bounds) -> list[str]:
         if abs(kurtosis_z(stats["kurtosis"], bounds.n)) > bounds.kurtosis_z:
             out.append("shape")
     return out
+
+
+def bernstein_halfwidth(n: int, variance: float, spread: float, alpha: float = ALPHA) -> float:
+    """A half-width t with P(|mean of n draws - their expectation| >= t) <= alpha, for
+    i.i.d. draws of the given variance that lie within ``spread`` of their expectation.
+
+    Bernstein's inequality, P(|X̄ - μ| >= t) <= 2 exp(-n t² / (2v + 2Mt/3)), solved for t.
+    It holds for every n (no normal approximation), which is what bounded draws such as
+    uniform weights, or their squares, allow.
+    """
+    log_term = math.log(2 / alpha)
+    b = 2 * spread * log_term / 3
+    return (b + math.sqrt(b * b + 8 * n * variance * log_term)) / (2 * n)
+
+
+def _log_binomial_pmf(k: int, n: int, p: float) -> float:
+    if p <= 0.0:
+        return 0.0 if k == 0 else -math.inf
+    if p >= 1.0:
+        return 0.0 if k == n else -math.inf
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+            + k * math.log(p) + (n - k) * math.log1p(-p))
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed exactly term by term."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return min(1.0, sum(math.exp(_log_binomial_pmf(i, n, p)) for i in range(k + 1)))
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed over the upper tail (no cancellation)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    return min(1.0, sum(math.exp(_log_binomial_pmf(i, n, p)) for i in range(k, n + 1)))
+
+
+def binomial_acceptance(n: int, p_low: float, p_high: float | None = None,
+                        alpha: float = ALPHA) -> tuple[int, int]:
+    """Counts (lo, hi) such that a Binomial(n, p) count falls below lo, or above hi, with
+    probability at most alpha/2 each, for every p in [p_low, p_high]."""
+    p_high = p_low if p_high is None else p_high
+    lo = 0
+    while lo < n and binomial_cdf(lo, n, p_low) <= alpha / 2:   # P(X <= lo) small: lo is too low
+        lo += 1
+    hi = n
+    while hi > 0 and binomial_sf(hi, n, p_high) <= alpha / 2:   # P(X >= hi) small: hi is too high
+        hi -= 1
+    return lo, hi
+
+
+def proportion_interval(successes: int, trials: int, alpha: float = ALPHA) -> tuple[float, float]:
+    """Clopper-Pearson: an interval that holds the true probability except with
+    probability alpha, from ``successes`` out of ``trials`` (bisection on the binomial CDF)."""
+    def solve(f) -> float:
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if f(mid) else (lo, mid)
+        return (lo + hi) / 2
+    low = 0.0 if successes == 0 else solve(lambda p: binomial_sf(successes, trials, p) < alpha / 2)
+    high = 1.0 if successes == trials else solve(lambda p: binomial_cdf(successes, trials, p) >= alpha / 2)
+    return low, high

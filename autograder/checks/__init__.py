@@ -203,4 +203,4 @@ def grader_error_result(ex: Exercise, reason: str) -> ExerciseResult:
 
 
 # Register every notebook's exercises (the modules import the names defined above).
-from . import backward, fully_connected, matmul  # noqa: E402,F401
+from . import backward, fully_connected, init_pytorch, matmul, module  # noqa: E402,F401
