@@ -106,7 +106,7 @@ def weights_figure(panels: list[dict], experiment: dict | None = None) -> tuple[
 @_styled
 def normalize_figure(stats: dict) -> tuple[str, str]:
     """Mean and std of x_train and x_valid: before, yours after, and the targets."""
-    fig, (ax_mean, ax_std) = _figure(6.4, 2.6, 2)
+    fig, (ax_mean, ax_std) = _figure(6.4, 2.9, 2)
     groups = ["x_train", "x_valid"]
     series = [("before", stats["before"], OTHER), ("yours after", stats.get("yours"), YOURS),
               ("target after", stats["target"], EXPECTED)]
@@ -124,7 +124,8 @@ def normalize_figure(stats: dict) -> tuple[str, str]:
         ax.set_xticks(range(len(groups)), groups)
         ax.set_title(f"{what}: yours should match the target", loc="left")
         ax.margins(y=0.18)
-    ax_mean.legend(loc="upper right")
+    handles, labels = ax_std.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
     return "Mean and standard deviation of x_train and x_valid before and after normalising", _uri(fig)
 
 
