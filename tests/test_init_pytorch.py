@@ -26,7 +26,7 @@ import torch
 
 from autograder import stats
 from autograder.checks import NOTEBOOKS
-from autograder.checks.init_pytorch import judge_uniform, uniform_judgement
+from autograder.checks.init_pytorch import judge_uniform, script, scripted_counts, uniform_judgement
 from autograder.feedback import Fail
 from autograder.grade import grade_notebook
 
@@ -59,6 +59,8 @@ PHRASES = {
     "fraction_better-counts-worse": "*closer* to std 1",
     "fraction_better-no-reinit": "About half",
     "fraction_better-count-not-fraction": "between 0 and 1",
+    "fraction_better-compares-means": "compares the means",
+    "kaiming_uniform-no-no_grad": "torch.no_grad()",
 }
 
 
@@ -135,6 +137,14 @@ def test_judge_uniform_names_sqrt5_taken_as_the_gain():
     with pytest.raises(Fail) as caught:
         judge_uniform("kaiming_uniform_(w, a=√5)", wrong, shape, math.sqrt(5), "fan_in")
     assert "uses a itself as the gain" in str(caught.value)
+
+
+def test_scripted_statistics_tell_every_wrong_reading_apart():
+    """For any seed, does the script behind fraction_better's exact run give each classic
+    wrong reading (mean, first layer, no abs, larger std, worse) a count of its own?"""
+    for seed in range(40):
+        counts = scripted_counts(script(seed, 30))
+        assert all(c != counts["right"] for name, c in counts.items() if name != "right"), (seed, counts)
 
 
 # ============================================================================= real notebooks

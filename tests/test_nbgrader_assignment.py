@@ -1,4 +1,4 @@
-"""The whole lesson8 assignment (all three notebooks) through the real nbgrader autograde."""
+"""The whole lesson8 assignment (every notebook) through the real nbgrader autograde."""
 
 from __future__ import annotations
 

@@ -21,6 +21,10 @@ Tolerances, each at a false-alarm probability of :data:`~autograder.stats.ALPHA`
   (:data:`REFERENCE_SAMPLES` samples), takes the Clopper-Pearson interval for p at ALPHA,
   and accepts counts that Binomial(n, p) reaches with probability 1 - ALPHA/2 on each
   side for every p in it. ``python scripts/seed_sweep.py`` measures both on correct work.
+  A third run is exact: ``conv_stack``, ``kaiming_uniform_`` and ``layer_stats`` are
+  replaced by stand-ins whose statistics are made up by the grader (:func:`script`), so
+  the right count is known, and so are the counts of the classic wrong readings (the
+  mean for the std, the first layer for the last, no ``abs``, "worse" for "better").
 * Everything else is deterministic: float rounding only (relative 1e-4).
 """
 
@@ -47,6 +51,7 @@ RTOL = 1e-4
 CONVS = ((1, 8, 5), (8, 16, 3), (16, 32, 3))
 N_IMAGES = 32
 REFERENCE_SAMPLES = 200
+MARK = 7.0                  # what the scripted stand-in for kaiming_uniform_ fills weights with
 
 # The grader's own versions, installed in the worker while later exercises run.
 _REFERENCE = '''
@@ -79,12 +84,25 @@ def conv_stack():
     conv_stack.calls += 1
     return [torch.nn.Conv2d(i, o, k, stride=2, padding=k // 2) for i, o, k in %r]
 conv_stack.calls = 0
-''' % (CONVS,)
+def marking_(w, a=0., mode="fan_in"):
+    """Stands in for kaiming_uniform_: marks the weight, so the statistics can be scripted."""
+    with torch.no_grad():
+        return w.fill_(%r)
+def scripted_layer_stats(x, layers):
+    """Stands in for layer_stats: the next scripted statistics of a default or a marked stack."""
+    kind = "kaiming" if all(float(l.weight.detach().reshape(-1)[0]) == %r for l in layers) else "default"
+    i = scripted_layer_stats.calls[kind]
+    scripted_layer_stats.calls[kind] += 1
+    return [tuple(pair) for pair in SCRIPT[kind][i %% len(SCRIPT[kind])]]
+scripted_layer_stats.calls = {"default": 0, "kaiming": 0}
+''' % (CONVS, MARK, MARK)
 
 
-def _ref(name: str) -> str:
-    """An expression that evaluates (in the worker) to the grader's ``name``."""
-    return f"(lambda ns: (exec({_REFERENCE!r}, ns), ns[{name!r}])[1])({{'torch': torch}})"
+def _ref(name: str, **values) -> str:
+    """An expression that evaluates (in the worker) to the grader's ``name``; ``values``
+    (plain literals) become globals of the grader's code."""
+    extra = "".join(f", {k!r}: {v!r}" for k, v in values.items())
+    return f"(lambda ns: (exec({_REFERENCE!r}, ns), ns[{name!r}])[1])({{'torch': torch{extra}}})"
 
 
 REF_FANS, REF_GAIN = _ref("fans"), _ref("gain")
@@ -276,10 +294,13 @@ def kaiming_uniform(sub, *, seed: int = 40, cases=UNIFORM_CASES) -> None:
     for k, (shape, a, mode) in enumerate(cases):
         args = ", ".join(f"{n}={v!r}" for n, v in (("a", a), ("mode", mode)) if v is not None)
         title = f"kaiming_uniform_(w{', ' + args if args else ''}) on w of shape {shape_str(shape)}"
-        ev = sub.evaluate(f"result = kaiming_uniform_(w{', ' + args if args else ''})\nsame = result is w",
+        # The first weight is a layer's parameter, as in the experiment: autograd tracks it.
+        wrap = "w = torch.nn.Parameter(w)\n" if k == 0 else ""
+        ev = sub.evaluate(f"{wrap}result = kaiming_uniform_(w{', ' + args if args else ''})\nsame = result is w",
                           inputs={"w": torch.zeros(shape)}, outputs=("result", "same", "w"),
                           definitions=definitions, seed=seed + k)
-        fail_on_error(title, ev, ("kaiming_uniform_",))
+        fail_on_error(title + (" (a layer's weight, which autograd tracks)" if wrap else ""), ev,
+                      ("kaiming_uniform_",), _no_grad_hint)
         result, w = ev.values.get("result"), ev.values.get("w")
         if isinstance(w, torch.Tensor) and w.shape == shape and float(w.abs().max()) == 0:
             extra = (["It returned new weights instead: fill w itself."]
@@ -291,6 +312,13 @@ def kaiming_uniform(sub, *, seed: int = 40, cases=UNIFORM_CASES) -> None:
         if ev.values.get("same") is not True:
             raise Fail(f"{title}: w is filled, but the function returned {describe(result)}.",
                        hint="Return w itself, as PyTorch's init functions do, so that calls can be chained.")
+
+
+def _no_grad_hint(error: dict) -> str | None:
+    if "leaf Variable" in str(error.get("evalue", "")):
+        return ("A layer's weight is a leaf that autograd tracks, and autograd refuses to change it "
+                "in place: fill it inside `with torch.no_grad():`, as PyTorch's init functions do.")
+    return None
 
 
 # ----------------------------------------------------------------------------- PyTorch's default
@@ -421,9 +449,7 @@ def _experiment_defs(kaiming: str) -> dict[str, str]:
 def _run_fraction(sub, title: str, n: int, kaiming: str, seed: int) -> float:
     ev = sub.evaluate(_EXPERIMENT, inputs={"n": n}, overrides={"x_imgs": images()},
                       definitions=_experiment_defs(kaiming), outputs=("result",), seed=seed)
-    fail_on_error(title, ev, ("fraction_better",), lambda e: (
-        "An in-place fill of a layer's weight needs torch.no_grad() around it (PyTorch's init "
-        "functions do that for you)." if "leaf Variable" in str(e.get("evalue", "")) else None))
+    fail_on_error(title, ev, ("fraction_better",), _no_grad_hint)
     got = _number(ev.values.get("result"), f"{title}: the result")
     if not 0 <= got <= 1:
         raise Fail(f"{title}: expected a fraction between 0 and 1, got {got:.4g}.",
@@ -434,10 +460,77 @@ def _run_fraction(sub, title: str, n: int, kaiming: str, seed: int) -> float:
     return got
 
 
+def script(seed: int, n: int) -> dict[str, list]:
+    """Made-up (mean, std) per layer for n default and n Kaiming stacks, such that every
+    classic wrong reading of them (:func:`scripted_counts`) gives another count than the
+    right one. Means and stds spread over [0, 2]; only the Kaiming stacks' last std is
+    drawn nearer 1 (from [0.4, 1.6]), so that the right count stands apart."""
+    g = _gen(seed)
+    for _ in range(1000):       # a few tries at most for n >= 10 (ties have probability 0)
+        draw = torch.rand(2, n, len(CONVS), 2, generator=g, dtype=torch.float64) * 2
+        draw[1, :, -1, 1] = 0.4 + draw[1, :, -1, 1] * 0.6
+        table = {"default": draw[0].tolist(), "kaiming": draw[1].tolist()}
+        counts = scripted_counts(table)
+        if all(c != counts["right"] for name, c in counts.items() if name != "right"):
+            break
+    return table
+
+
+def scripted_counts(table: dict[str, list]) -> dict[str, int]:
+    """The right count of a script, and the counts that classic wrong readings give."""
+    pairs = list(zip(table["default"], table["kaiming"]))
+    def count(better) -> int:
+        return sum(bool(better(d, k)) for d, k in pairs)
+    return {
+        "right": count(lambda d, k: abs(k[-1][1] - 1) < abs(d[-1][1] - 1)),
+        "mean": count(lambda d, k: abs(k[-1][0] - 1) < abs(d[-1][0] - 1)),
+        "first layer": count(lambda d, k: abs(k[0][1] - 1) < abs(d[0][1] - 1)),
+        "no abs": count(lambda d, k: k[-1][1] - 1 < d[-1][1] - 1),
+        "larger std": count(lambda d, k: k[-1][1] > d[-1][1]),
+        "worse": count(lambda d, k: abs(k[-1][1] - 1) > abs(d[-1][1] - 1)),
+    }
+
+
+SCRIPT_HINTS = {
+    "mean": "That compares the means: compare each stack's std (the second of each pair) with 1.",
+    "first layer": "That compares the first layer's statistics: take the last layer's ([-1]).",
+    "no abs": "Closer to 1 means a smaller distance, abs(std - 1): without abs, a std far below 1 "
+              "counts as close.",
+    "larger std": "A larger std is not the point: count the samples whose std is closer to 1, "
+                  "abs(std - 1).",
+    "worse": "That counts the samples where Kaiming's stack ends farther from 1: count the closer ones.",
+}
+
+
+def _scripted_run(sub, seed: int, n: int) -> None:
+    title = (f"fraction_better(n_samples={n}) with conv_stack, kaiming_uniform_ and layer_stats "
+             f"replaced by scripted stand-ins")
+    table = script(seed, n)
+    counts = scripted_counts(table)
+    defs = {"kaiming_uniform_": _ref("marking_"), "layer_stats": _ref("scripted_layer_stats", SCRIPT=table),
+            "conv_stack": _ref("conv_stack"), "fans": REF_FANS, "gain": REF_GAIN}
+    ev = sub.evaluate(_EXPERIMENT, inputs={"n": n}, overrides={"x_imgs": images()}, definitions=defs,
+                      outputs=("result",), seed=seed)
+    fail_on_error(title, ev, ("fraction_better",), _no_grad_hint)
+    got = _number(ev.values.get("result"), f"{title}: the result")
+    if math.isclose(got * n, counts["right"], abs_tol=1e-6):
+        return
+    hint = next((h for name, h in SCRIPT_HINTS.items()
+                 if counts[name] != counts["right"] and math.isclose(got * n, counts[name], abs_tol=1e-6)),
+                "Build both stacks with conv_stack(), re-initialise the second one's weights with "
+                "kaiming_uniform_, measure each once with layer_stats(x_imgs, layers), and compare the "
+                "last layer's std of each with 1.")
+    raise Fail(f"{title}: expected {counts['right']}/{n}, got {got * n:.4g}/{n}.",
+               "The stand-ins make up each stack's statistics, so the right count is known exactly.",
+               hint=hint)
+
+
 @exercise(NB, "fraction_better", 2, "fraction_better(n_samples)", rule=NO_INIT, rule_hint=RULE_HINT)
-def fraction_better(sub, *, seed: int = 60, n_samples: int = 100, n_null: int = 63) -> None:
-    """Two runs: with the grader's kaiming_uniform_ (Kaiming should win nearly always), and
-    with PyTorch's default standing in for it (a fair coin)."""
+def fraction_better(sub, *, seed: int = 60, n_samples: int = 100, n_null: int = 63,
+                    n_scripted: int = 30) -> None:
+    """Three runs: with the grader's kaiming_uniform_ (Kaiming should win nearly always);
+    with scripted statistics, where the right count is known exactly; and with PyTorch's
+    default standing in for kaiming_uniform_ (a fair coin)."""
     title = f"fraction_better(n_samples={n_samples})"
     got = _run_fraction(sub, title, n_samples, "kaiming_uniform_", seed)
     p_low, p_high = reference_probability()
@@ -453,6 +546,7 @@ def fraction_better(sub, *, seed: int = 60, n_samples: int = 100, n_null: int = 
             hint = ("About half is what two stacks with the same init give: re-initialise every weight "
                     "of the second stack with kaiming_uniform_ before measuring it.")
         raise Fail(f"{title}: Kaiming's stack should win in nearly every sample.", detail, hint=hint)
+    _scripted_run(sub, seed + 2, n_scripted)
     null = f"fraction_better(n_samples={n_null}) with kaiming_uniform_ replaced by PyTorch's default init"
     got = _run_fraction(sub, null, n_null, "default_like_", seed + 1)
     lo, hi = stats.binomial_acceptance(n_null, 0.5)
