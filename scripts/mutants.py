@@ -67,14 +67,89 @@ CELL_TIMEOUT, NOTEBOOK_TIMEOUT = 20.0, 90.0
 # ----------------------------------------------------------------------------- what survives
 # (notebook, grade_id, line before, line after) -> why the mutant computes what the solution
 # computes. Lines are as ``ast.unparse`` writes them (``--list`` prints them).
+SQUARE = "(a - b) and (b - a) have the same square"
+SQUEEZE_1 = "the tensor squeezed is always (n, 1): axis 1 is its last axis, the one of size 1"
+UNSQUEEZE_1 = "the tensor unsqueezed is 1-d, so axis 1 and axis -1 are the same new last axis"
+MASK_DTYPE = "a bool or integer mask times the float out.g is promoted to float: same values, same dtype"
+RELU_AT_0 = ("differs only where the input is exactly 0, where relu has no derivative (0 and 1 are both "
+             "subgradients); no input the checks or the lesson use is exactly 0, and neither choice is charged")
+ZERO_D = "a 0-d tensor holds the same number as .item() gives; the check compares the numbers"
+LOSS_UNUSED = "the backward pass starts from mse_grad: the value of the loss is never used (nothing is returned)"
 EQUIVALENT: dict[tuple[str, str, str, str], str] = {
     ("01_matmul", "matmul_elementwise", "c = torch.zeros(ar, bc)", "c = torch.ones(ar, bc)"):
         "every entry of c is assigned (=) before c is returned, so its first values never show",
     ("01_matmul", "matmul_broadcast", "c = torch.zeros(ar, bc)", "c = torch.ones(ar, bc)"):
         "every row of c is assigned (=) before c is returned, so its first values never show",
     ("01_matmul", "matmul_broadcast", "c[i] = (a[i].unsqueeze(-1) * b).sum(0)",
-     "c[i] = (a[i].unsqueeze(1) * b).sum(0)"):
-        "a[i] is 1-d, so axis 1 and axis -1 are the same new last axis",
+     "c[i] = (a[i].unsqueeze(1) * b).sum(0)"): UNSQUEEZE_1,
+    ("02_fully_connected", "get_data", "with gzip.open(MNIST_PATH, 'rb') as f:",
+     "with gzip.open(MNIST_PATH) as f:"): "'rb' is gzip.open's default mode",
+    ("02_fully_connected", "dims", "c = int(y_train.max()) + 1", "c = y_train.max() + 1"):
+        "a one-element integer tensor is accepted for c on purpose: it is the count of classes",
+    ("02_fully_connected", "mse", "return (output.squeeze(-1) - targ).pow(2).mean()",
+     "return (targ - output.squeeze(-1)).pow(2).mean()"): SQUARE,
+    ("02_fully_connected", "mse", "return (output.squeeze(-1) - targ).pow(2).mean()",
+     "return (output.squeeze(1) - targ).pow(2).mean()"): SQUEEZE_1,
+    ("03_backward", "mse_grad", "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / inp.shape[0]",
+     "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(1) / inp.shape[0]"): UNSQUEEZE_1,
+    ("03_backward", "mse_grad", "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / inp.shape[0]",
+     "inp.g = 2.0 * (inp.squeeze(1) - targ).unsqueeze(-1) / inp.shape[0]"): SQUEEZE_1,
+    ("03_backward", "relu_grad", "inp.g = (inp > 0).float() * out.g",
+     "inp.g = (inp > 0).long() * out.g"): MASK_DTYPE,
+    ("03_backward", "relu_grad", "inp.g = (inp > 0).float() * out.g", "inp.g = (inp > 0) * out.g"): MASK_DTYPE,
+    ("03_backward", "relu_grad", "inp.g = (inp > 0).float() * out.g",
+     "inp.g = (inp >= 0).float() * out.g"): RELU_AT_0,
+    ("03_backward", "forward_and_backward", "loss = mse(out, targ)", "pass"): LOSS_UNUSED,
+    ("03_backward", "forward_and_backward", "loss = mse(out, targ)", "loss = mse(targ, out)"): LOSS_UNUSED,
+    ("03_backward", "Relu", "self.inp.g = (self.inp > 0).float() * self.out.g",
+     "self.inp.g = (self.inp > 0).long() * self.out.g"): MASK_DTYPE,
+    ("03_backward", "Relu", "self.inp.g = (self.inp > 0).float() * self.out.g",
+     "self.inp.g = (self.inp > 0) * self.out.g"): MASK_DTYPE,
+    ("03_backward", "Relu", "self.inp.g = (self.inp > 0).float() * self.out.g",
+     "self.inp.g = (self.inp >= 0).float() * self.out.g"): RELU_AT_0,
+    ("03_backward", "Mse", "self.out = (inp.squeeze(-1) - targ).pow(2).mean()",
+     "self.out = (targ - inp.squeeze(-1)).pow(2).mean()"): SQUARE,
+    ("03_backward", "Mse", "self.out = (inp.squeeze(-1) - targ).pow(2).mean()",
+     "self.out = (inp.squeeze(1) - targ).pow(2).mean()"): SQUEEZE_1,
+    ("03_backward", "Mse",
+     "self.inp.g = 2.0 * (self.inp.squeeze(-1) - self.targ).unsqueeze(-1) / self.inp.shape[0]",
+     "self.inp.g = 2.0 * (self.inp.squeeze(-1) - self.targ).unsqueeze(1) / self.inp.shape[0]"): UNSQUEEZE_1,
+    ("03_backward", "Mse",
+     "self.inp.g = 2.0 * (self.inp.squeeze(-1) - self.targ).unsqueeze(-1) / self.inp.shape[0]",
+     "self.inp.g = 2.0 * (self.inp.squeeze(1) - self.targ).unsqueeze(-1) / self.inp.shape[0]"): SQUEEZE_1,
+    ("03_backward", "Relu_module", "inp.g = (inp > 0).float() * out.g",
+     "inp.g = (inp > 0).long() * out.g"): MASK_DTYPE,
+    ("03_backward", "Relu_module", "inp.g = (inp > 0).float() * out.g", "inp.g = (inp > 0) * out.g"): MASK_DTYPE,
+    ("03_backward", "Relu_module", "inp.g = (inp > 0).float() * out.g",
+     "inp.g = (inp >= 0).float() * out.g"): RELU_AT_0,
+    ("03_backward", "Mse_module", "return (inp.squeeze(-1) - targ).pow(2).mean()",
+     "return (targ - inp.squeeze(-1)).pow(2).mean()"): SQUARE,
+    ("03_backward", "Mse_module", "return (inp.squeeze(-1) - targ).pow(2).mean()",
+     "return (inp.squeeze(1) - targ).pow(2).mean()"): SQUEEZE_1,
+    ("03_backward", "Mse_module", "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / targ.shape[0]",
+     "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(1) / targ.shape[0]"): UNSQUEEZE_1,
+    ("03_backward", "Mse_module", "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / targ.shape[0]",
+     "inp.g = 2.0 * (inp.squeeze(1) - targ).unsqueeze(-1) / targ.shape[0]"): SQUEEZE_1,
+    ("03_backward", "Mse_module", "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / targ.shape[0]",
+     "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / targ.shape[-1]"):
+        "targ is 1-d, so its axis -1 is its axis 0",
+    ("04_init_in_pytorch", "layer_stats", "stats.append((x.mean().item(), x.std().item()))",
+     "stats.append((x.mean(), x.std().item()))"): ZERO_D,
+    ("04_init_in_pytorch", "layer_stats", "stats.append((x.mean().item(), x.std().item()))",
+     "stats.append((x.mean().item(), x.std()))"): ZERO_D,
+    ("04_init_in_pytorch", "fraction_better", "default_layers, kaiming_layers = (conv_stack(), conv_stack())",
+     "kaiming_layers, default_layers = (conv_stack(), conv_stack())"):
+        "both stacks are fresh draws of the same default init: only which draws get re-initialised changes",
+    ("04_init_in_pytorch", "fraction_better",
+     "better += abs(kaiming_std_last - 1) < abs(default_std_last - 1)",
+     "better += abs(kaiming_std_last - 1) <= abs(default_std_last - 1)"):
+        "two stds computed from different random weights are equal with probability 0",
+    ("04_init_in_pytorch", "fraction_better",
+     "better += abs(kaiming_std_last - 1) < abs(default_std_last - 1)",
+     "better += abs(1 - kaiming_std_last) < abs(default_std_last - 1)"): "abs(a - b) equals abs(b - a): the same distance from 1",
+    ("04_init_in_pytorch", "fraction_better",
+     "better += abs(kaiming_std_last - 1) < abs(default_std_last - 1)",
+     "better += abs(kaiming_std_last - 1) < abs(1 - default_std_last)"): "abs(a - b) equals abs(b - a): the same distance from 1",
 }
 
 
@@ -370,7 +445,7 @@ def cell_mutants(source: str, region: set[int] | None = None, *, notebook: str =
     nodes = list(ast.walk(tree))
     walk_ids = {id(n): i for i, n in enumerate(nodes)}
     # constants and minus signs inside axis arguments get axis mutants instead;
-    # f-strings (assert messages) and docstrings are not mutated at all
+    # f-strings (assert messages), docstrings and what a raise raises are not mutated
     skip: set[int] = set()
     opaque: set[int] = set()
     for n in nodes:
@@ -383,6 +458,8 @@ def cell_mutants(source: str, region: set[int] | None = None, *, notebook: str =
                     skip.update(walk_ids[id(x)] for x in ast.walk(a))
         if isinstance(n, ast.JoinedStr) or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)):
             opaque.update(walk_ids[id(x)] for x in ast.walk(n))
+        if isinstance(n, ast.Raise) and n.exc is not None:            # an error and its message
+            opaque.update(walk_ids[id(x)] for x in ast.walk(n.exc))
     plans: list[tuple[int, str, str, Edit]] = []
     for i, n in enumerate(nodes):
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -451,12 +528,29 @@ def notebook_mutants(name: str, nb: dict, exercises: list[str] | None = None) ->
 
 
 def base_notebook(nb: dict, folder: Path, name: str):
-    """The solution notebook as the grader reads it (markers and hidden tests removed)."""
+    """The solution notebook as the grader reads it (markers and hidden tests removed),
+    without its demonstration cells (code cells with no grade_id): no check reads what
+    they compute, they are the slowest cells (the matmul timings run the three-loop
+    version for seconds), and leaving them out can only make a mutant harder to kill
+    (it can no longer run out of time in a demonstration)."""
     from autograder.notebook import read_notebook
     from autograder.release import solution_notebook
+    nb = solution_notebook(nb)
+    nb["cells"] = [c for c in nb["cells"] if c["cell_type"] != "code"
+                   or c.get("metadata", {}).get("nbgrader", {}).get("grade_id")]
     path = folder / f"{name}.ipynb"
-    path.write_text(json.dumps(solution_notebook(nb)))
+    path.write_text(json.dumps(nb))
     return read_notebook(path)
+
+
+def grade_base(base, limits) -> list[str]:
+    """The exercises the unmutated solution notebook fails (must be none, or every mutant
+    would look killed)."""
+    from autograder import checks
+    from autograder.grade import identify, open_submission
+    with open_submission(base, limits) as sub:
+        results = [checks.run_exercise(ex, sub) for ex in checks.NOTEBOOKS[identify(base)]]
+    return [r.message.splitlines()[0] for r in results if not r.passed]
 
 
 def grade_mutant(mutant: Mutant, base, limits) -> Mutant:
@@ -498,6 +592,11 @@ def run(notebooks: list[str] | None = None, exercises: list[str] | None = None, 
     mutants: list[Mutant] = []
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         bases = {name: base_notebook(nb, Path(tmp), name) for name, nb in sources.items()}
+        for name, base in bases.items():
+            failed = grade_base(base, limits)
+            if failed:
+                raise SystemExit(f"{name}: the solution notebook itself fails, so mutants prove "
+                                 f"nothing: " + "; ".join(failed))
         for name, nb in sources.items():
             mutants += notebook_mutants(name, nb, exercises)
         done, start = 0, time.monotonic()
