@@ -210,7 +210,7 @@ def test_every_fail_file_is_described():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PASS_FILES, ids=lambda p: comment(p))
 def test_other_correct_styles_pass(reports, path):
-    """Does correct work written differently (assert for the refusal, w[0][0].numel(), a dict
+    """Does correct work written differently (len(w.shape), w[0][0].numel(), a dict
     for the mode, copy_ of a rescaled rand, tensors as statistics, helper functions) pass?"""
     results = by_name(reports[path])
     assert [ex.message for ex in results.values() if not ex.passed] == []

@@ -180,15 +180,21 @@ def _refuses(sub, shape) -> None:
         raise Fail(f"{title} returned {describe(ev.values.get('result'))}.",
                    "A tensor with fewer than 2 dimensions has no inputs and outputs to count.",
                    hint="Refuse it: check w.dim() first and raise a ValueError that says why.")
-    ename = ev.error.get("ename", "")
+    ename, evalue = ev.error.get("ename", ""), str(ev.error.get("evalue", "")).strip()
     if ename == "NotImplementedError":
         raise NotImplementedYet(f"{title}: not implemented yet.")
-    if ename not in ("ValueError", "TypeError", "AssertionError", "RuntimeError"):
-        raise Fail(f"{title} raised {ename}: {ev.error.get('evalue', '')}.",
-                   "That error comes from indexing a dimension that is not there, not from a check "
-                   "of yours: it does not tell the caller what is wrong.",
-                   hint="Check w.dim() first and raise a ValueError that says a weight needs at least "
-                        "2 dimensions.")
+    if ename == "ValueError" and evalue:
+        return
+    if ename == "ValueError":
+        raise Fail(f"{title} raised a ValueError with no message.",
+                   hint="Say what is wrong, as PyTorch does: a weight needs at least 2 dimensions "
+                        "(out, in, *kernel), and this one has fewer.")
+    raise Fail(f"{title} raised {ename}: {evalue}.",
+               "" if ename in ("AssertionError", "RuntimeError") else
+               "That error comes from a step that cannot work on such a tensor, not from a check "
+               "of yours: it does not tell the caller what is wrong.",
+               hint="Check w.dim() first and raise a ValueError (what PyTorch raises for a bad "
+                    "argument) saying that a weight needs at least 2 dimensions.")
 
 
 GAIN_CASES = (0.0, 1.0, math.sqrt(5), 0.01, 3.0)
