@@ -121,7 +121,8 @@ def test_uniform_judgement_passes_correct_draws(shape):
      "not a normal distribution"),
     (lambda b: torch.rand(64, 32, 3, 3, generator=torch.Generator().manual_seed(2)) * b, "not centred"),
     (lambda b: _uniform((64, 32, 3, 3), b * math.sqrt(2)), "wrong range"),
-], ids=["no-sqrt3", "normal", "rand", "too-wide"])
+    (lambda b: torch.full((64, 32, 3, 3), math.nan), "NaN or infinite"),
+], ids=["no-sqrt3", "normal", "rand", "too-wide", "nan"])
 def test_judge_uniform_names_the_mistake(make, phrase):
     """Does judge_uniform tell the classic wrong draws apart, and say which one it is?"""
     bound = math.sqrt(2) * math.sqrt(3 / 288)

@@ -229,10 +229,13 @@ UNIFORM_CASES = (((64, 32, 3, 3), None, None), ((50, 784), math.sqrt(5), "fan_in
 def uniform_judgement(w: torch.Tensor, bound: float, alpha: float = stats.ALPHA) -> list[str]:
     """What is wrong with ``w`` as draws from U(-bound, bound): empty when nothing is.
 
-    Phrases: "outside" (beyond ±bound), "short" (never near ±bound), "mean", "scale".
+    Phrases: "not finite" (NaN or infinity), "outside" (beyond ±bound), "short" (never
+    near ±bound), "mean", "scale".
     """
     x = w.detach().double().reshape(-1)
     n = x.numel()
+    if not bool(torch.isfinite(x).all()):
+        return ["not finite"]
     bad = []
     top = float(x.abs().max())
     if top > bound * (1 + 1e-6):
@@ -259,6 +262,9 @@ def judge_uniform(title: str, w, shape, a: float, mode: str, *, alpha: float = s
     bad = uniform_judgement(w, bound, alpha)
     if not bad:
         return
+    if bad == ["not finite"]:
+        raise Fail(f"{title}: some weights are NaN or infinite.", f"Got {describe(w)}.",
+                   hint="Look for a division by zero or the square root of a negative number in the bound.")
     s = stats.weight_stats(w)
     detail = (f"Expected U(-b, b) with b = gain(a)·sqrt(3/{mode}) = {g:.4f}·sqrt(3/{fan}) = {bound:.4f} "
               f"(std b/√3 = {bound / math.sqrt(3):.4f}); got values in [{float(w.min()):.4f}, "
