@@ -197,7 +197,8 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bot
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{border-bottom:1px solid #e4e4e4;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f6f6} td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
-.bar{display:inline-block;height:10px;background:#1f6fb4;vertical-align:middle}
+.track{display:inline-block;width:60px;height:10px;background:#eceff3;vertical-align:middle}
+.bar{display:block;height:10px;background:#1f6fb4}
 .bar.low{background:#b8322a} .figs{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}
 figure{margin:0}
 .figs img{max-width:100%;height:auto;border:1px solid #eee}
@@ -248,7 +249,8 @@ def render_html(s: ClassSummary, *, title: str = "Class report") -> str:
         low = " low" if e.rate < 0.5 else ""
         out.append(f"<tr><td><code>{_e(e.name)}</code></td><td class=\"num\">{_e(f'{e.points:g}')}</td>"
                    f"<td class=\"num pass-count\">{e.passed}/{e.graded}</td>"
-                   f"<td class=\"num\"><span class=\"bar{low}\" style=\"width:{round(60 * e.rate)}px\"></span> "
+                   f"<td class=\"num\"><span class=\"track\"><span class=\"bar{low}\" "
+                   f"style=\"width:{round(60 * e.rate)}px\"></span></span> "
                    f"{e.rate:.0%}</td><td>{cause_html}</td></tr>")
     out.append("</table>")
     out.append("<h2>Could not be graded</h2>")

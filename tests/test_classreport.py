@@ -127,3 +127,27 @@ def test_report_from_a_real_grade_json_matches_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert pass_counts(out.read_text()) == {k: f"{p}/{g}" for k, (p, g) in expected.items()}
     assert expected["matmul_loops"] == (2, 3) and expected["matmul_einsum"] == (2, 3)
+
+
+@pytest.mark.slow
+def test_report_from_the_gradebook_matches_it(feedback_course, tmp_path):
+    """With --gradebook, do pass counts match the gradebook's auto scores, with the failure
+    messages read from the autograded notebooks (escaped)?"""
+    from nbgrader.api import Gradebook
+    db = feedback_course["gradebook"]
+    expected: dict[str, list[int]] = {}
+    with Gradebook("sqlite:///" + str(db)) as gb:
+        for sub in gb.find_assignment("lesson8").submissions:
+            for nb in sub.notebooks:
+                for g in nb.grades:
+                    counts = expected.setdefault(g.name.removeprefix("test_"), [0, 0])
+                    counts[0] += g.auto_score >= g.max_score
+                    counts[1] += 1
+    out = tmp_path / "report.html"
+    assert classreport.main([], html=out, gradebook=db, assignment="lesson8") == 0
+    page = out.read_text()
+    assert pass_counts(page) == {k: f"{p}/{g}" for k, (p, g) in expected.items()}
+    assert pass_counts(page)["init_kaiming"] == "1/2"
+    assert "init_kaiming(784, 50): the weights have the wrong scale." in page
+    assert "relu(x): calling it raised ValueError." in page      # her script tag is in later lines
+    assert INJECTION not in page and "<script" not in page.lower()

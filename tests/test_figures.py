@@ -183,3 +183,52 @@ def test_real_kernel_shows_figures_and_keeps_the_plain_text(tmp_path):
     page = relu[0]["data"]["text/html"]
     assert INJECTION not in page and "<script" not in page.lower() and html_escaped(INJECTION) in page
     assert relu[-1]["output_type"] == "error" and relu[-1]["ename"] == "CheckFailed"
+
+
+# ----------------------------------------------------------------------------- nbgrader feedback
+def alts(page: str) -> list[str]:
+    """The alt text of every figure (nbconvert may reorder an img tag's attributes)."""
+    import html
+    tags = [t for t in re.findall(r"<img\b[^>]*>", page) if 'src="data:image/svg+xml;base64,' in t]
+    return [html.unescape(m.group(1)) for t in tags if (m := re.search(r'\balt="([^"]*)"', t))]
+
+
+@pytest.mark.slow
+def test_autograde_leaves_numbers_and_feedback_draws_them(feedback_course):
+    """Does autograde leave each visible check's evidence (numbers, no picture) beside the
+    verdict, and does generate_feedback's page hold the figures, offline?"""
+    graded = feedback_course["autograded"]["ada"]
+    outs = cell(graded, "test_init_kaiming")["outputs"]
+    assert [o["output_type"] for o in outs] == ["display_data", "error"]
+    assert display.MIME in outs[0]["data"] and "image/" not in json.dumps(outs[0])
+    passed = cell(graded, "test_init_simple")["outputs"]
+    assert [o["output_type"] for o in passed] == ["display_data", "stream"]
+    assert "".join(passed[1]["text"]).startswith("✓ init_simple")
+
+    page = feedback_course["feedback"]["ada"].read_text()
+    shown = alts(page)
+    for title in ("init_simple(784, 50)", "init_glorot(784, 50)", "init_kaiming(784, 50)",
+                  "w1, b1, w2, b2: w1 (Kaiming init)"):
+        assert any(title in alt for alt in shown), (title, shown)
+    assert any("before and after normalising" in alt for alt in shown)
+    assert len(svgs(page)) == len(shown) >= 5
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page, re.I)
+    assert display.PENDING not in page
+
+
+@pytest.mark.slow
+def test_feedback_figures_show_no_hidden_test(feedback_course):
+    """Are the hidden checks' cases (other shapes, other seeds) absent from the figures?"""
+    page = feedback_course["feedback"]["ada"].read_text()
+    drawn = " ".join(svgs(page) + alts(page))
+    assert "(300, 40)" not in drawn and "(40, 300)" not in drawn      # the hidden init cases
+    for line in feedback_course["hidden"]:
+        assert line not in page
+
+
+@pytest.mark.slow
+def test_feedback_escapes_the_students_script(feedback_course):
+    """Is a script tag in a student's error message and output escaped in the feedback?"""
+    page = feedback_course["feedback"]["ada"].read_text()
+    assert INJECTION not in page
+    assert html_escaped(INJECTION) in page or "&lt;script&gt;" in page

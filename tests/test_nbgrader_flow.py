@@ -244,8 +244,9 @@ def test_export_matches_gradebook(graded_class):
 
 @pytest.mark.slow
 def test_test_cells_get_one_teaching_output(graded_class):
+    from autograder.display import MIME
     carol = graded_class["autograded"]["carol"]
-    outputs = cell_by_id(carol, "test_lin")["outputs"]
+    outputs = [o for o in cell_by_id(carol, "test_lin")["outputs"] if o["output_type"] != "display_data"]
     assert len(outputs) == 1 and outputs[0]["output_type"] == "error"
     assert outputs[0]["ename"] == "CheckFailed"
     assert "bias" in outputs[0]["evalue"] or "add b" in outputs[0]["evalue"]
@@ -253,9 +254,13 @@ def test_test_cells_get_one_teaching_output(graded_class):
     for nb in graded_class["autograded"].values():
         for cell in nb["cells"]:
             if cell.get("metadata", {}).get("nbgrader", {}).get("grade") and cell["cell_type"] == "code":
-                kinds = {(o["output_type"], o.get("name")) for o in cell["outputs"]}
+                # one verdict, plus the visible checks' evidence for the feedback's figures
+                verdicts = [o for o in cell["outputs"] if o["output_type"] != "display_data"]
+                kinds = {(o["output_type"], o.get("name")) for o in verdicts}
                 assert kinds <= {("stream", "stdout"), ("error", None)}, kinds
-                assert len(cell["outputs"]) <= 1
+                assert len(verdicts) <= 1
+                assert all(set(o["data"]) == {MIME, "text/plain"} for o in cell["outputs"]
+                           if o["output_type"] == "display_data")
                 assert "Traceback (most recent call last)" not in json.dumps(cell["outputs"])
     passed = cell_by_id(graded_class["autograded"]["alice"], "test_lin")["outputs"]
     assert [o["output_type"] for o in passed] == ["stream"] and "✓" in "".join(passed[0]["text"])

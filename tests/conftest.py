@@ -1,0 +1,70 @@
+"""Shared fixtures: one small nbgrader course, graded once per run, for the tests that
+look at its feedback (tests/test_figures.py, tests/test_browser.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIGNMENT, NOTEBOOK = "lesson8", "02_fully_connected"
+HIDDEN = re.compile(r"[^\n]*BEGIN HIDDEN TESTS.*?END HIDDEN TESTS[^\n]*\n?", re.S)
+INJECTION = '<script>alert("pwned")</script>'
+
+
+def _nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
+    bindir = os.path.dirname(sys.executable)      # alembic must be on PATH for a new gradebook
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    env.pop("JUPYTER_CONFIG_DIR", None)
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def _cell(nb: dict, grade_id: str) -> dict:
+    return next(c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+@pytest.fixture(scope="session")
+def feedback_course(tmp_path_factory):
+    """A course with 02_fully_connected and two students, through generate_assignment,
+    autograde and generate_feedback. ``ada`` forgot Kaiming's factor 2 and her relu
+    raises an error whose message (and printed output) carries a script tag; ``ben``
+    submitted the solution."""
+    pytest.importorskip("nbgrader")
+    root = tmp_path_factory.mktemp("figures-course")
+    shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
+    (root / "assignments" / ASSIGNMENT).mkdir(parents=True)
+    src_path = REPO / "assignments" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    shutil.copy(src_path, root / "assignments" / ASSIGNMENT / src_path.name)
+    src = json.loads(src_path.read_text())
+    hidden = [line.strip() for cell in src["cells"] for block in HIDDEN.findall("".join(cell["source"]))
+              for line in block.splitlines() if line.strip() and "HIDDEN TESTS" not in line]
+    _nbgrader(root, "generate_assignment", ASSIGNMENT)
+    solution = copy.deepcopy(src)
+    for cell in solution["cells"]:
+        cell["source"] = HIDDEN.sub("", "".join(cell["source"]))
+    ada = copy.deepcopy(solution)
+    _cell(ada, "init_kaiming")["source"] = ("def init_kaiming(n_in, n_out):\n"
+                                            "    return torch.randn(n_in, n_out) / math.sqrt(n_in)\n")
+    _cell(ada, "relu")["source"] = f"print({INJECTION!r})\ndef relu(x):\n    raise ValueError({INJECTION!r})\n"
+    for student, nb in (("ada", ada), ("ben", solution)):
+        folder = root / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        (folder / f"{NOTEBOOK}.ipynb").write_text(json.dumps(nb, indent=1))
+    _nbgrader(root, "autograde", ASSIGNMENT)
+    _nbgrader(root, "generate_feedback", ASSIGNMENT)
+    feedback = {s: root / "feedback" / s / ASSIGNMENT / f"{NOTEBOOK}.html" for s in ("ada", "ben")}
+    autograded = {s: json.loads((root / "autograded" / s / ASSIGNMENT / f"{NOTEBOOK}.ipynb").read_text())
+                  for s in ("ada", "ben")}
+    return {"root": root, "feedback": feedback, "autograded": autograded, "hidden": hidden,
+            "gradebook": root / "gradebook.db"}
