@@ -154,6 +154,10 @@ def _module_error_hint(error: dict) -> str:
         return ("forward receives the arguments of the call; bwd receives the output first, then "
                 "the same arguments: Module.backward calls self.bwd(self.out, *self.args), and a "
                 "layer defines bwd(self, out, inp).")
+    if ename == "AttributeError" and "object has no attribute" in evalue and not evalue.endswith("'g'"):
+        return ("Module keeps the arguments (self.args) and the output (self.out); a layer's forward "
+                "and bwd receive what they need as arguments (bwd(self, out, inp)), so use those "
+                "rather than attributes such as self.inp.")
     return _error_hint(ename, evalue)
 
 
