@@ -62,14 +62,21 @@ def test_nothing_is_recorded_unless_someone_will_look():
     assert seen == {} and not evidence.active()
 
 
-def test_grade_does_not_import_matplotlib():
-    """Does a plain check() (not in a kernel) leave matplotlib unimported and print as before?"""
+def test_grade_does_not_import_matplotlib(tmp_path):
+    """Do a plain check() (not in a kernel) and `grade --json` leave matplotlib unimported,
+    and does check() print as before?"""
     code = ("import sys, autograder, torch, math\nns = {'__name__': '__main__', 'check': autograder.check}\n"
             "exec('import torch, math\\ndef init_simple(i, o):\\n    return torch.randn(i, o) / math.sqrt(i)\\n', ns)\n"
-            "exec('check(\"init_simple\")', ns)\nprint('matplotlib' in sys.modules)\n")
+            "exec('check(\"init_simple\")', ns)\nprint('matplotlib' in sys.modules)\n"
+            "from autograder.cli import main\n"
+            f"main(['grade', {str(ROOT / 'solutions' / 'lesson8' / '01_matmul.ipynb')!r}, '--quiet', "
+            f"'--json', {str(tmp_path / 'out.json')!r}])\n"
+            "print('matplotlib' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["✓ init_simple · init_simple(n_in, n_out): passed.", "False"]
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["✓ init_simple · init_simple(n_in, n_out): passed.", "False"]
+    assert lines[-1] == "False" and json.loads((tmp_path / "out.json").read_text())[0]["score"] > 0
 
 
 def test_collected_records_hold_small_evidence_and_the_same_result():
