@@ -85,7 +85,8 @@ def weights_figure(panels: list[dict], experiment: dict | None = None) -> tuple[
     if experiment:
         ax = axes[-1]
         layers = list(range(1, len(experiment["yours"]) + 1))
-        for (label, values), color in zip(experiment["references"].items(), (OTHER, EXPECTED)):
+        for label, values in sorted(experiment["references"].items(), key=lambda kv: "Kaiming" in kv[0]):
+            color = EXPECTED if "Kaiming" in label else OTHER     # the curve that keeps the signal
             ax.plot(layers, values, marker="o", ms=3, color=color, lw=1.2, label=_plain(label))
         yours = [v if v is not None and v > 0 else float("nan") for v in experiment["yours"]]
         ax.plot(layers, yours, marker="o", ms=4, color=YOURS, lw=2.2, label="your init")
