@@ -71,7 +71,7 @@ def weights(title: str, w, sigma: float, formula: str, *, draws: int = 1) -> Non
     import torch
     v = w.detach().double().reshape(-1)
     lo, hi = -4 * sigma, 4 * sigma
-    counts = torch.histc(v.clamp(lo, hi), bins=HIST_BINS, min=lo, max=hi)
+    counts = torch.histc(v, bins=HIST_BINS, min=lo, max=hi)       # values outside are left out
     panels.append({"title": title, "sigma": float(sigma), "formula": formula, "lo": lo, "hi": hi,
                    "counts": [int(c) for c in counts.tolist()], "n": int(v.numel()), "draws": draws,
                    "shape": [int(s) for s in w.shape], "mean": _num(v.mean().item()),
