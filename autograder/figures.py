@@ -76,6 +76,9 @@ def weights_figure(panels: list[dict], experiment: dict | None = None) -> tuple[
         for s in (-sigma, sigma):
             ax.axvline(s, color=EXPECTED, ls="--", lw=1)
         ax.plot([], [], color=EXPECTED, ls="--", lw=1, label=_plain(f"target std ±{sigma:.4g} = {p['formula']}"))
+        if p.get("outside"):
+            ax.annotate(f"{p['outside']} beyond ±4σ", (1, 0.02), xycoords="axes fraction", ha="right",
+                        fontsize=7, color=EXPECTED)
         ax.set_title(_plain(p["title"]), loc="left")
         ax.set_xlim(lo, hi)
         ax.set_ylim(0, ax.get_ylim()[1] * 1.55)          # room for the legend above the bell
