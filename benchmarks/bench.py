@@ -10,7 +10,8 @@ Measures, each as the median of --repeat runs of a fresh process:
 * a class: ``jupyter nbconvert --execute`` over the same notebooks one after another,
   and the plain scripts one after another (baselines), against
   ``python -m autograder grade *.ipynb --jobs 2 --json out.json`` and
-  ``nbgrader autograde`` through the kit's configuration;
+  ``nbgrader autograde`` through the kit's configuration (``SandboxGrade.workers`` = the
+  cores; with ``--nbgrader-sequential`` also one notebook at a time);
 * memory: the peak proportional set size (PSS: shared pages split among the processes
   sharing them, so forked workers are not charged for the zygote's torch twice) of
   each worker and of the whole grading process tree, sampled from /proc.
@@ -148,6 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--skip-baselines", action="store_true", help="only grade the class (memory runs)")
     parser.add_argument("--skip-nbgrader", action="store_true")
+    parser.add_argument("--nbgrader-sequential", action="store_true",
+                        help="also time nbgrader autograde with SandboxGrade.workers = 1")
     args = parser.parse_args(argv)
     env = {**os.environ, "PATH": str(Path(PY).parent) + os.pathsep + os.environ.get("PATH", "")}
 
@@ -204,9 +207,17 @@ def main(argv=None) -> int:
                 target = course / "submitted" / f"s{i:03d}" / "lesson8"
                 target.mkdir(parents=True)
                 shutil.copy(p, target / "02_fully_connected.ipynb")
-            nbg, _ = timed(["nbgrader", "autograde", "lesson8"], cwd=course, env=env)
-            row("nbgrader autograde (kit's configuration) vs nbconvert", nbg, nbconv)
-            row("nbgrader autograde (kit's configuration) vs plain scripts", nbg, plain_all)
+            runs = [("workers = cores", 0)] + ([("workers = 1", 1)] if args.nbgrader_sequential else [])
+            for label, workers in runs:
+                shutil.rmtree(course / "autograded", ignore_errors=True)
+                (course / "gradebook.db").unlink(missing_ok=True)
+                subprocess.run(["nbgrader", "generate_assignment", "lesson8", "--force"], cwd=course,
+                               env=env, capture_output=True, check=True)
+                nbg, _ = timed(["nbgrader", "autograde", "lesson8", f"--SandboxGrade.workers={workers}"],
+                               cwd=course, env=env)
+                row(f"nbgrader autograde ({label})  vs nbconvert", nbg, nbconv)
+                row(f"nbgrader autograde ({label})  vs plain scripts", nbg, plain_all,
+                    "goal <= 0.35x" if workers == 0 else "")
     return 0
 
 
