@@ -18,6 +18,10 @@ one exercise fails. What is mutated: the code between ``### BEGIN SOLUTION`` and
 * parameter: two adjacent parameters of a ``def`` swapped;
 * deletion: a statement replaced by ``pass``.
 
+Messages are not mutated (f-strings, docstrings, what a ``raise`` raises). Mutant
+notebooks leave out the demonstration cells (code cells without a grade_id): no check
+reads them, and without them a mutant cannot be "killed" by running out of time there.
+
 Mutants are generated with :mod:`ast` (mutation libraries work on files under a test
 runner, not on notebook cells): the statement that holds the change is re-written with
 ``ast.unparse``, the rest of the cell stays as it was. Mutants with identical source
