@@ -71,11 +71,15 @@ def begin(converter) -> None:
     global _current
     from nbgrader.converters.base import NbGraderException
 
+    from . import pool
     from .errors import GraderError
     from .nbgrader_plugin import SandboxGrade
     from .preflight import preflight
     stop()
     grader = SandboxGrade(config=converter.config, parent=converter)
+    # The zygote (or the first workers) starts now and gets ready while this process
+    # imports torch and the checks for the preflight.
+    pool.prestart(grader.worker_count(), grader.limits, *pool.settings())
     try:
         preflight(grader.limits)
     except GraderError as exc:
