@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-__all__ = ["Mutant", "EQUIVALENT", "cell_mutants", "notebook_mutants", "grade_mutant", "run", "main"]
+__all__ = ["Mutant", "EQUIVALENT", "EQUIVALENT_VARIABLES", "cell_mutants", "notebook_mutants", "grade_mutant", "run", "main"]
 
 ASSIGNMENTS = ROOT / "assignments" / "lesson8"
 MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION")
@@ -155,6 +155,29 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
      "better += abs(kaiming_std_last - 1) < abs(default_std_last - 1)",
      "better += abs(kaiming_std_last - 1) < abs(1 - default_std_last)"): "abs(a - b) equals abs(b - a): the same distance from 1",
 }
+
+
+# The same for the mutants of --variables (a variable read replaced by another of its scope).
+SAME_N = "inp is (n, 1) and targ is (n,): both have n rows"
+RELU_OUT = "out is relu(inp), which is positive exactly where inp is"
+EQUIVALENT_VARIABLES: dict[tuple[str, str, str, str], str] = {
+    ("01_matmul", "matmul_loops", "for k in range(ac):", "for k in range(br):"):
+        "the assert just above has made sure that ac == br",
+    ("03_backward", "mse_grad", "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / inp.shape[0]",
+     "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / targ.shape[0]"): SAME_N,
+    ("03_backward", "relu_grad", "inp.g = (inp > 0).float() * out.g",
+     "inp.g = (out > 0).float() * out.g"): RELU_OUT,
+    ("03_backward", "forward_and_backward", "loss = mse(out, targ)", "loss = mse(targ, targ)"): LOSS_UNUSED,
+    ("03_backward", "forward_and_backward", "loss = mse(out, targ)", "loss = mse(out, out)"): LOSS_UNUSED,
+    ("03_backward", "Relu_module", "inp.g = (inp > 0).float() * out.g",
+     "inp.g = (out > 0).float() * out.g"): RELU_OUT,
+    ("03_backward", "Mse_module", "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / targ.shape[0]",
+     "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / inp.shape[0]"): SAME_N,
+}
+
+
+def is_equivalent(key: tuple[str, str, str, str]) -> bool:
+    return key in EQUIVALENT or key in EQUIVALENT_VARIABLES
 
 
 # ----------------------------------------------------------------------------- mutants
@@ -434,10 +457,42 @@ def split_solution(text: str) -> tuple[str, set[int]]:
     return "\n".join(out), region
 
 
+def _variables(tree: ast.Module) -> dict[int, list[str]]:
+    """For each name read, by id: the variables of its scope (the parameters and assigned
+    names of its function, or the names the cell's own top-level code assigns)."""
+    found: dict[int, list[str]] = {}
+
+    def scope(nodes: list[ast.AST], names: list[str]) -> None:
+        for n in nodes:
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.id not in names:
+                names.append(n.id)
+        for n in nodes:
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in names:
+                found[id(n)] = names
+
+    def walk_scope(body: list[ast.stmt]) -> list[ast.AST]:
+        out, todo = [], list(body)
+        while todo:
+            n = todo.pop()
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                continue
+            out.append(n)
+            todo.extend(ast.iter_child_nodes(n))
+        return out
+
+    scope(walk_scope(tree.body), [])
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            params = [a.arg for a in fn.args.args if a.arg not in ("self", "cls")]
+            scope(walk_scope(fn.body), params)
+    return found
+
+
 def cell_mutants(source: str, region: set[int] | None = None, *, notebook: str = "",
-                 grade_id: str = "") -> list[Mutant]:
+                 grade_id: str = "", variables: bool = False) -> list[Mutant]:
     """Every mutant of one cell. ``region``: the lines that may be changed (default: all);
-    the parameters of a ``def`` whose body reaches into the region are mutated too."""
+    the parameters of a ``def`` whose body reaches into the region are mutated too.
+    With ``variables``, also each variable read replaced by another of its scope."""
     tree = ast.parse(source)
     lines = source.splitlines()
     everything = set(range(1, len(lines) + 1))
@@ -465,7 +520,11 @@ def cell_mutants(source: str, region: set[int] | None = None, *, notebook: str =
         if isinstance(n, ast.Raise) and n.exc is not None:            # an error and its message
             opaque.update(walk_ids[id(x)] for x in ast.walk(n.exc))
     plans: list[tuple[int, str, str, Edit]] = []
+    scopes = _variables(tree) if variables else {}
     for i, n in enumerate(nodes):
+        if id(n) in scopes and inside(n) and i not in opaque:
+            plans += [(i, "variable", f"{n.id} -> {alt}", _set("id", lambda _, a=alt: a))
+                      for alt in scopes[id(n)] if alt != n.id]
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if any(inside(s) for s in ast.walk(n) if isinstance(s, ast.stmt) and s is not n):
                 plans += [(i, *e) for e in _parameter_edits(n)]
@@ -516,7 +575,8 @@ def solution_notebooks(names: list[str] | None = None) -> dict[str, dict]:
     return found
 
 
-def notebook_mutants(name: str, nb: dict, exercises: list[str] | None = None) -> list[Mutant]:
+def notebook_mutants(name: str, nb: dict, exercises: list[str] | None = None, *,
+                     variables: bool = False) -> list[Mutant]:
     mutants = []
     for cell in nb["cells"]:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -527,7 +587,7 @@ def notebook_mutants(name: str, nb: dict, exercises: list[str] | None = None) ->
             continue
         text = "".join(cell["source"])
         source, region = split_solution(text)
-        mutants += cell_mutants(source, region, notebook=name, grade_id=gid)
+        mutants += cell_mutants(source, region, notebook=name, grade_id=gid, variables=variables)
     return mutants
 
 
@@ -578,11 +638,12 @@ def grade_mutant(mutant: Mutant, base, limits) -> Mutant:
     except GraderError as exc:
         mutant.status, mutant.message = "grader error", str(exc)
         return mutant
-    mutant.status = "equivalent" if mutant.key in EQUIVALENT else "survived"
+    mutant.status = "equivalent" if is_equivalent(mutant.key) else "survived"
     return mutant
 
 
 def run(notebooks: list[str] | None = None, exercises: list[str] | None = None, *, jobs: int = 2,
+        variables: bool = False,
         out=sys.stdout, progress=sys.stderr) -> tuple[list[Mutant], list[tuple]]:
     """Generate and grade the mutants; return them, and the listed equivalent mutants
     (of the notebooks and exercises graded) that no longer exist."""
@@ -602,7 +663,7 @@ def run(notebooks: list[str] | None = None, exercises: list[str] | None = None, 
                 raise SystemExit(f"{name}: the solution notebook itself fails, so mutants prove "
                                  f"nothing: " + "; ".join(failed))
         for name, nb in sources.items():
-            mutants += notebook_mutants(name, nb, exercises)
+            mutants += notebook_mutants(name, nb, exercises, variables=variables)
         done, start = 0, time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
             futures = [ex.submit(grade_mutant, m, bases[m.notebook], limits) for m in mutants]
@@ -618,7 +679,8 @@ def run(notebooks: list[str] | None = None, exercises: list[str] | None = None, 
         if progress is not None and progress.isatty():
             print(file=progress)
     present = {m.key for m in mutants}
-    stale = [k for k in EQUIVALENT if k[0] in sources and (not exercises or k[1] in exercises)
+    listed = [*EQUIVALENT, *(EQUIVALENT_VARIABLES if variables else ())]
+    stale = [k for k in listed if k[0] in sources and (not exercises or k[1] in exercises)
              and k not in present]
     return mutants, stale
 
@@ -649,17 +711,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exercise", action="append", metavar="GRADE_ID",
                         help="only the cell of this exercise (repeatable)")
     parser.add_argument("--jobs", type=int, default=2, metavar="N", help="mutants graded at once")
+    parser.add_argument("--variables", action="store_true",
+                        help="also replace each variable read by another variable of its scope "
+                             "(many more mutants; not part of the default run)")
     parser.add_argument("--list", action="store_true", help="print the mutants without grading them")
     parser.add_argument("--json", metavar="FILE", help="write every mutant and its outcome as JSON")
     args = parser.parse_args(argv)
     if args.list:
         for name, nb in solution_notebooks(args.notebook).items():
-            for m in notebook_mutants(name, nb, args.exercise):
-                tag = "  (equivalent)" if m.key in EQUIVALENT else ""
+            for m in notebook_mutants(name, nb, args.exercise, variables=args.variables):
+                tag = "  (equivalent)" if is_equivalent(m.key) else ""
                 print(m.line() + tag)
         return 0
     start = time.monotonic()
-    mutants, stale = run(args.notebook, args.exercise, jobs=args.jobs)
+    mutants, stale = run(args.notebook, args.exercise, jobs=args.jobs, variables=args.variables)
     print(summary(mutants, stale, time.monotonic() - start))
     if args.json:
         Path(args.json).write_text(json.dumps(

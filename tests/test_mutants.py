@@ -73,6 +73,19 @@ def test_generator_makes_every_kind_of_change():
     assert (ret, ret.replace("w.t()", "w")) in found["method"]
     assert ("def f(x, m, s):", "def f(m, x, s):") in found["parameter"]
     assert ("y = (x - m) / s", "pass") in found["deletion"]
+    assert "variable" not in found
+
+
+def test_variables_are_replaced_only_when_asked():
+    """With variables=True, is each variable read replaced by another of its own scope
+    (a parameter or a name the function assigns), and never by a name from elsewhere?"""
+    m = load_mutants()
+    source, region = m.split_solution(CELL)
+    found = {(x.before, x.after) for x in m.cell_mutants(source, region, variables=True)
+             if x.kind == "variable"}
+    assert ("y = (x - m) / s", "y = (s - m) / s") in found
+    assert ("return y.squeeze(-1).mean() + w.t()", "return y.squeeze(-1).mean() + z.t()") in found
+    assert not any("torch" in after.replace("torch.zeros", "") for _, after in found)
 
 
 def test_generator_leaves_the_scaffold_alone():
@@ -96,7 +109,8 @@ def test_every_listed_equivalent_mutant_has_a_reason():
     """Does every entry of EQUIVALENT name a notebook and an exercise of the kit, and say why?"""
     from autograder.checks import EXERCISES
     m = load_mutants()
-    for (notebook, grade_id, before, after), reason in m.EQUIVALENT.items():
+    listed = {**m.EQUIVALENT, **m.EQUIVALENT_VARIABLES}
+    for (notebook, grade_id, before, after), reason in listed.items():
         assert grade_id in EXERCISES and EXERCISES[grade_id].notebook == notebook
         assert before and after and before != after
         assert len(reason) > 20 and "\n" not in reason
@@ -122,6 +136,7 @@ def test_an_invisible_change_is_reported_as_a_survivor(tmp_path, monkeypatch):
     limits = Limits(cell_timeout=m.CELL_TIMEOUT, notebook_timeout=m.NOTEBOOK_TIMEOUT)
     assert m.grade_mutant(mutant, base, limits).status == "equivalent"
     monkeypatch.setattr(m, "EQUIVALENT", {})
+    monkeypatch.setattr(m, "EQUIVALENT_VARIABLES", {})
     graded = m.grade_mutant(mutant, base, limits)
     assert graded.status == "survived", graded
     assert "mutation score: 0.0%" in m.summary([graded], [])
