@@ -18,7 +18,7 @@ one exercise fails. What is mutated: the code between ``### BEGIN SOLUTION`` and
 * parameter: two adjacent parameters of a ``def`` swapped;
 * deletion: a statement replaced by ``pass``.
 
-Messages are not mutated (f-strings, docstrings, what a ``raise`` raises). Mutant
+Messages are not mutated (f-strings and docstrings). Mutant
 notebooks leave out the demonstration cells (code cells without a grade_id): no check
 reads them, and without them a mutant cannot be "killed" by running out of time there.
 
@@ -504,7 +504,7 @@ def cell_mutants(source: str, region: set[int] | None = None, *, notebook: str =
     nodes = list(ast.walk(tree))
     walk_ids = {id(n): i for i, n in enumerate(nodes)}
     # constants and minus signs inside axis arguments get axis mutants instead;
-    # f-strings (assert messages), docstrings and what a raise raises are not mutated
+    # f-strings (messages) and docstrings are not mutated
     skip: set[int] = set()
     opaque: set[int] = set()
     for n in nodes:
@@ -517,8 +517,6 @@ def cell_mutants(source: str, region: set[int] | None = None, *, notebook: str =
                     skip.update(walk_ids[id(x)] for x in ast.walk(a))
         if isinstance(n, ast.JoinedStr) or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)):
             opaque.update(walk_ids[id(x)] for x in ast.walk(n))
-        if isinstance(n, ast.Raise) and n.exc is not None:            # an error and its message
-            opaque.update(walk_ids[id(x)] for x in ast.walk(n.exc))
     plans: list[tuple[int, str, str, Edit]] = []
     scopes = _variables(tree) if variables else {}
     for i, n in enumerate(nodes):
