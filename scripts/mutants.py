@@ -16,24 +16,26 @@ one exercise fails. What is mutated: the code between ``### BEGIN SOLUTION`` and
 * method: names swapped from a table (mean/std, sum/mean, zeros/ones, randn/rand,
   clamp_min/clamp_max, squeeze/unsqueeze, ...), or an argument-less method call dropped;
 * parameter: two adjacent parameters of a ``def`` swapped;
-* deletion: a statement replaced by ``pass``.
+* deletion: a statement replaced by ``pass``;
+* variable (only with ``--variables``): a variable read replaced by another of its scope.
 
-Messages are not mutated (f-strings and docstrings). Mutant
-notebooks leave out the demonstration cells (code cells without a grade_id): no check
-reads them, and without them a mutant cannot be "killed" by running out of time there.
+Messages are not mutated (f-strings and docstrings). Mutant notebooks leave out the
+demonstration cells (code cells without a grade_id): no check reads them, and without
+them a mutant cannot be "killed" by running out of time there.
 
 Mutants are generated with :mod:`ast` (mutation libraries work on files under a test
 runner, not on notebook cells): the statement that holds the change is re-written with
 ``ast.unparse``, the rest of the cell stays as it was. Mutants with identical source
 are graded once.
 
-Every mutant that survives must be listed in :data:`EQUIVALENT` with a one-line reason
+Every mutant that survives must be listed in :data:`EQUIVALENT` (or
+:data:`EQUIVALENT_VARIABLES`) with a one-line reason
 (it computes what the solution computes, on every input the lesson allows); any other
 survivor is a hole in the checks. A mutant whose grading ends in a grader error is not
 killed: it is reported apart, and the run fails.
 
     python scripts/mutants.py [--notebook NAME] [--exercise GRADE_ID] [--jobs N]
-                              [--list] [--json FILE]
+                              [--variables] [--list] [--json FILE]
 
 Exit status: 0 when every non-equivalent mutant was killed, 1 when some survived (or a
 listed equivalent mutant no longer exists), 3 on a grader error.
@@ -43,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import dataclasses
 import json
 import re
@@ -59,7 +60,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-__all__ = ["Mutant", "EQUIVALENT", "EQUIVALENT_VARIABLES", "cell_mutants", "notebook_mutants", "grade_mutant", "run", "main"]
+__all__ = ["Mutant", "EQUIVALENT", "EQUIVALENT_VARIABLES", "cell_mutants", "notebook_mutants",
+           "grade_mutant", "run", "main"]
 
 ASSIGNMENTS = ROOT / "assignments" / "lesson8"
 MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION")
@@ -78,7 +80,9 @@ MASK_DTYPE = "a bool or integer mask times the float out.g is promoted to float:
 RELU_AT_0 = ("differs only where the input is exactly 0, where relu has no derivative (0 and 1 are both "
              "subgradients); no input the checks or the lesson use is exactly 0, and neither choice is charged")
 ZERO_D = "a 0-d tensor holds the same number as .item() gives; the check compares the numbers"
-LOSS_UNUSED = "the backward pass starts from mse_grad: the value of the loss is never used (nothing is returned)"
+ABS_SWAP = "abs(a - b) equals abs(b - a): the same distance from 1"
+LOSS_UNUSED = ("the backward pass starts from mse_grad: the value of the loss is never used "
+               "(nothing is returned)")
 EQUIVALENT: dict[tuple[str, str, str, str], str] = {
     ("01_matmul", "matmul_elementwise", "c = torch.zeros(ar, bc)", "c = torch.ones(ar, bc)"):
         "every entry of c is assigned (=) before c is returned, so its first values never show",
@@ -150,10 +154,10 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
         "two stds computed from different random weights are equal with probability 0",
     ("04_init_in_pytorch", "fraction_better",
      "better += abs(kaiming_std_last - 1) < abs(default_std_last - 1)",
-     "better += abs(1 - kaiming_std_last) < abs(default_std_last - 1)"): "abs(a - b) equals abs(b - a): the same distance from 1",
+     "better += abs(1 - kaiming_std_last) < abs(default_std_last - 1)"): ABS_SWAP,
     ("04_init_in_pytorch", "fraction_better",
      "better += abs(kaiming_std_last - 1) < abs(default_std_last - 1)",
-     "better += abs(kaiming_std_last - 1) < abs(1 - default_std_last)"): "abs(a - b) equals abs(b - a): the same distance from 1",
+     "better += abs(kaiming_std_last - 1) < abs(1 - default_std_last)"): ABS_SWAP,
 }
 
 
@@ -266,11 +270,10 @@ def _set(attr: str, value_fn) -> Edit:
     return edit
 
 
-def _swap(attr: str, i: int, j: int | None = None) -> Edit:
+def _swap(attr: str, i: int) -> Edit:
     def edit(node):
         items = getattr(node, attr)
-        k = i + 1 if j is None else j
-        items[i], items[k] = items[k], items[i]
+        items[i], items[i + 1] = items[i + 1], items[i]
         return node
     return edit
 
