@@ -12,7 +12,10 @@ nothing here is used unless nbgrader loads it. One small class per job, nbgrader
 * :class:`SandboxGrade` (autograde phase, replaces ``Execute``) — runs the student's
   cells in a confined worker (:func:`autograder.grade.open_submission`) and each test
   cell's trusted source in the grader process; writes outputs that nbgrader's
-  ``determine_grade`` scores (stdout = full points, one ``error`` = zero).
+  ``determine_grade`` scores (stdout = full points, one ``error`` = zero). Where the
+  grader is at fault it writes nothing and raises: nbgrader records no score. With
+  ``workers`` above 1 it takes the notebook's result graded ahead, in parallel, by
+  :mod:`autograder.nbgrader_ahead` (started by the exporter), when the content matches.
 * :class:`ZeroMissingGrades` (autograde phase, after ``SaveAutoGrades``) — grades of
   cells missing from the submission become 0, also on ``autograde --force`` (nbgrader
   would keep the previous run's score).

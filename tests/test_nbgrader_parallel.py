@@ -65,12 +65,16 @@ def the_class(src: dict, release: dict) -> dict[str, dict | str]:
 
 
 def gradebook(root: Path) -> dict:
-    """Every score, comment and needs-manual-grade flag of the notebook, by student and cell."""
-    from nbgrader.api import Gradebook
+    """Every score, comment and needs-manual-grade flag of the notebook, by student and cell
+    (students without a submission are left out)."""
+    from nbgrader.api import Gradebook, MissingEntry
     out = {}
     with Gradebook("sqlite:///" + str(root / "gradebook.db")) as gb:
         for student in gb.students:
-            sub = gb.find_submission_notebook(NOTEBOOK, ASSIGNMENT, student.id)
+            try:
+                sub = gb.find_submission_notebook(NOTEBOOK, ASSIGNMENT, student.id)
+            except MissingEntry:
+                continue
             out[student.id] = {
                 "grades": {g.cell.name: (g.auto_score, g.manual_score, g.needs_manual_grade)
                            for g in sub.grades},
@@ -163,13 +167,15 @@ c.Autograde.pre_convert_hook = _change_later_submission
 
 
 def test_student_option_and_missing_submissions(tmp_path):
-    """With --student, is only that student graded (the others have no submission folder
-    or are left alone), and does a second run without --force skip what is graded?"""
+    """With --assignment and --student, is only that student graded, is a student with no
+    submission left without one, and does a second run without --force skip what is
+    already graded?"""
     course = make_course(tmp_path, 2)
     solution = without_hidden(course["src"])
     submit(tmp_path, "amy", solution)
     submit(tmp_path, "bea", course["release"])
-    nbgrader(tmp_path, "autograde", ASSIGNMENT, "--student", "bea")
+    nbgrader(tmp_path, "db", "student", "add", "zoe")          # in the class, never submitted
+    nbgrader(tmp_path, "autograde", "--assignment", ASSIGNMENT, "--student", "bea")
     assert sorted(gradebook(tmp_path)) == ["bea"]
     proc = nbgrader(tmp_path, "autograde", ASSIGNMENT)
     assert "Skipping existing assignment" in proc.stderr
