@@ -43,6 +43,9 @@ from .progress import Progress, log_around, wanted
 __all__ = ["begin", "current", "Run"]
 
 _current: "Run | None" = None
+_QUIET = logging.getLogger("autograder.nbgrader_ahead.silent")   # sanitizing ahead says nothing
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
 
 def current() -> "Run | None":
@@ -220,7 +223,7 @@ class Run:
         resources = {"unique_key": job.notebook, "output_files_dir": f"{job.notebook}_files",
                      "nbgrader": {"student": job.student, "assignment": job.assignment,
                                   "notebook": job.notebook, "db_url": self.converter.coursedir.db_url}}
-        sanitize = NotebookExporter(config=config)
+        sanitize = NotebookExporter(config=config, log=_QUIET)   # nbgrader logs it when it gets there
         for pp in self.converter.sanitize_preprocessors:
             sanitize.register_preprocessor(pp)
         with open(job.path, encoding="utf-8") as f:
@@ -232,7 +235,7 @@ class Run:
             seen.append(nb)
             return nb, res
 
-        autograde = NotebookExporter(config=config)
+        autograde = NotebookExporter(config=config, log=_QUIET)
         autograde.register_preprocessor(grab, enabled=True)
         autograde.from_notebook_node(nbformat.reads(text, as_version=4), resources=copy.deepcopy(resources))
         nb = seen[0]

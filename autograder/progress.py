@@ -75,9 +75,11 @@ class Progress:
         self.done, self.busy = 0, 0.0           # notebooks finished, and their summed grading time
         self.passed = self.failing = self.unreadable = self.grader_errors = 0
         self._shown = False
-        # Nothing is drawn until draw() (delay): advance() never redraws by itself.
+        # Nothing is drawn until draw() (delay): advance() never redraws by itself. One line
+        # at the top of tqdm's stack (position 0; nrows set: a pty that reports no size
+        # would otherwise hide it).
         self._bar = _Line(self, total=total, file=stream, leave=False, ascii="-#", position=0,
-                          delay=float("inf"), bar_format=FORMAT) if enabled else None
+                          nrows=100, delay=float("inf"), bar_format=FORMAT) if enabled else None
 
     def advance(self, report: NotebookReport, seconds: float) -> None:
         """Count one finished notebook that took ``seconds`` to grade (does not redraw)."""
@@ -111,9 +113,10 @@ class Progress:
         if self.width:
             return self.width
         try:
-            return os.get_terminal_size(self.stream.fileno()).columns
+            columns = os.get_terminal_size(self.stream.fileno()).columns
         except (AttributeError, ValueError, OSError):
-            return 80
+            columns = 0
+        return columns or 80        # a terminal that does not say its width (0)
 
     def draw(self) -> None:
         if self._bar is None:
