@@ -171,4 +171,4 @@ def test_every_non_equivalent_mutant_is_killed(tmp_path):
                                     for r in survivors)
     assert status == 0
     notebooks = {r["notebook"] for r in results}
-    assert {"01_matmul", "02_fully_connected", "03_backward"} <= notebooks
+    assert {"01_matmul", "02_fully_connected", "03_backward", "04_init_in_pytorch"} <= notebooks
