@@ -173,6 +173,11 @@ EQUIVALENT_VARIABLES: dict[tuple[str, str, str, str], str] = {
      "inp.g = (out > 0).float() * out.g"): RELU_OUT,
     ("03_backward", "forward_and_backward", "loss = mse(out, targ)", "loss = mse(targ, targ)"): LOSS_UNUSED,
     ("03_backward", "forward_and_backward", "loss = mse(out, targ)", "loss = mse(out, out)"): LOSS_UNUSED,
+    ("03_backward", "Relu", "self.inp.g = (self.inp > 0).float() * self.out.g",
+     "self.inp.g = (self.out > 0).float() * self.out.g"): RELU_OUT,
+    ("03_backward", "Mse",
+     "self.inp.g = 2.0 * (self.inp.squeeze(-1) - self.targ).unsqueeze(-1) / self.inp.shape[0]",
+     "self.inp.g = 2.0 * (self.inp.squeeze(-1) - self.targ).unsqueeze(-1) / self.targ.shape[0]"): SAME_N,
     ("03_backward", "Relu_module", "inp.g = (inp > 0).float() * out.g",
      "inp.g = (out > 0).float() * out.g"): RELU_OUT,
     ("03_backward", "Mse_module", "inp.g = 2.0 * (inp.squeeze(-1) - targ).unsqueeze(-1) / targ.shape[0]",
@@ -462,7 +467,8 @@ def split_solution(text: str) -> tuple[str, set[int]]:
 
 def _variables(tree: ast.Module) -> dict[int, list[str]]:
     """For each name read, by id: the variables of its scope (the parameters and assigned
-    names of its function, or the names the cell's own top-level code assigns)."""
+    names of its function, or the names the cell's own top-level code assigns); for each
+    ``self.x`` read, the attributes its class assigns on self."""
     found: dict[int, list[str]] = {}
 
     def scope(nodes: list[ast.AST], names: list[str]) -> None:
@@ -488,6 +494,14 @@ def _variables(tree: ast.Module) -> dict[int, list[str]]:
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             params = [a.arg for a in fn.args.args if a.arg not in ("self", "cls")]
             scope(walk_scope(fn.body), params)
+    for cls in ast.walk(tree):          # self.<attribute> read: the class's other attributes
+        if isinstance(cls, ast.ClassDef):
+            attrs = [n for n in ast.walk(cls) if isinstance(n, ast.Attribute)
+                     and isinstance(n.value, ast.Name) and n.value.id == "self"]
+            names = list(dict.fromkeys(n.attr for n in attrs if isinstance(n.ctx, ast.Store)))
+            for n in attrs:
+                if isinstance(n.ctx, ast.Load) and n.attr in names:
+                    found[id(n)] = names
     return found
 
 
@@ -524,8 +538,10 @@ def cell_mutants(source: str, region: set[int] | None = None, *, notebook: str =
     scopes = _variables(tree) if variables else {}
     for i, n in enumerate(nodes):
         if id(n) in scopes and inside(n) and i not in opaque:
-            plans += [(i, "variable", f"{n.id} -> {alt}", _set("id", lambda _, a=alt: a))
-                      for alt in scopes[id(n)] if alt != n.id]
+            field_name = "attr" if isinstance(n, ast.Attribute) else "id"
+            here = getattr(n, field_name)
+            plans += [(i, "variable", f"{here} -> {alt}", _set(field_name, lambda _, a=alt: a))
+                      for alt in scopes[id(n)] if alt != here]
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if any(inside(s) for s in ast.walk(n) if isinstance(s, ast.stmt) and s is not n):
                 plans += [(i, *e) for e in _parameter_edits(n)]

@@ -78,7 +78,8 @@ def test_generator_makes_every_kind_of_change():
 
 def test_variables_are_replaced_only_when_asked():
     """With variables=True, is each variable read replaced by another of its own scope
-    (a parameter or a name the function assigns), and never by a name from elsewhere?"""
+    (a parameter or a name the function assigns, or another attribute the class sets on
+    self), and never by a name from elsewhere?"""
     m = load_mutants()
     source, region = m.split_solution(CELL)
     found = {(x.before, x.after) for x in m.cell_mutants(source, region, variables=True)
@@ -86,6 +87,13 @@ def test_variables_are_replaced_only_when_asked():
     assert ("y = (x - m) / s", "y = (s - m) / s") in found
     assert ("return y.squeeze(-1).mean() + w.t()", "return y.squeeze(-1).mean() + z.t()") in found
     assert not any("torch" in after.replace("torch.zeros", "") for _, after in found)
+    layer = ("class L:\n    def __call__(self, inp):\n        ### BEGIN SOLUTION\n"
+             "        self.inp = inp\n        self.out = inp * 2\n        return self.out\n"
+             "        ### END SOLUTION\n")
+    source, region = m.split_solution(layer)
+    found = {(x.before, x.after) for x in m.cell_mutants(source, region, variables=True)
+             if x.kind == "variable"}
+    assert ("return self.out", "return self.inp") in found
 
 
 def test_generator_leaves_the_scaffold_alone():
