@@ -38,7 +38,8 @@ killed: it is reported apart, and the run fails.
                               [--variables] [--list] [--json FILE]
 
 Exit status: 0 when every non-equivalent mutant was killed, 1 when some survived (or a
-listed equivalent mutant no longer exists), 3 on a grader error.
+listed equivalent mutant no longer exists, or was killed: then either a correct answer
+fails an exercise or the entry is wrong), 3 on a grader error.
 """
 
 from __future__ import annotations
@@ -199,7 +200,8 @@ class Mutant:
     before: str         # the changed line, before and after (as ast.unparse writes them)
     after: str
     source: str = field(repr=False)     # the whole mutated cell
-    status: str = ""    # killed, survived, equivalent, grader error
+    status: str = ""    # killed, survived, equivalent, grader error; "equivalent, killed": listed
+    #                     as equivalent yet failed (a correct answer fails, or the entry is wrong)
     by: str = ""        # the exercise that killed it (or that hit the grader error)
     message: str = ""   # the first line of that exercise's message
 
@@ -649,7 +651,8 @@ def grade_mutant(mutant: Mutant, base, limits) -> Mutant:
             for ex in order:
                 result = checks.run_exercise(ex, sub)
                 if result.grader_error or not result.passed:
-                    mutant.status = "grader error" if result.grader_error else "killed"
+                    mutant.status = ("grader error" if result.grader_error else
+                                     "equivalent, killed" if is_equivalent(mutant.key) else "killed")
                     mutant.by, mutant.message = ex.name, result.message.splitlines()[0]
                     return mutant
     except GraderError as exc:
@@ -687,7 +690,7 @@ def run(notebooks: list[str] | None = None, exercises: list[str] | None = None, 
             for future in as_completed(futures):
                 m = future.result()
                 done += 1
-                if m.status in ("survived", "grader error"):
+                if m.status in ("survived", "grader error", "equivalent, killed"):
                     print(f"{m.status.upper()}: {m.line()}" +
                           (f"\n  {m.message}" if m.message else ""), file=out, flush=True)
                 if progress is not None and progress.isatty():
@@ -716,6 +719,8 @@ def summary(mutants: list[Mutant], stale: list[tuple], seconds: float | None = N
         lines.append(f"  {name}: {len(mine)} mutants, {k} killed, {e} equivalent, "
                      f"score {100.0 * k / max(1, len(mine) - e):.1f}%")
     lines += [f"listed as equivalent but no longer generated: {k}" for k in stale]
+    lines += [f"listed as equivalent but killed (a correct answer fails, or the entry is wrong): "
+              f"{m.line()}" for m in mutants if m.status == "equivalent, killed"]
     lines.append(f"mutation score: {score:.1f}% of {graded} non-equivalent mutants killed"
                  + (f" ({seconds:.0f} s)" if seconds is not None else ""))
     return "\n".join(lines)
@@ -749,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
             indent=1) + "\n")
     if any(m.status == "grader error" for m in mutants):
         return 3
-    return 1 if stale or any(m.status == "survived" for m in mutants) else 0
+    return 1 if stale or any(m.status in ("survived", "equivalent, killed") for m in mutants) else 0
 
 
 if __name__ == "__main__":

@@ -150,9 +150,10 @@ def test_an_invisible_change_is_reported_as_a_survivor(tmp_path, monkeypatch):
     assert "mutation score: 0.0%" in m.summary([graded], [])
 
 
-def test_a_visible_change_is_killed_by_its_exercise(tmp_path):
+def test_a_visible_change_is_killed_by_its_exercise(tmp_path, monkeypatch):
     """Is a mutant that breaks the exercise (the running total of three loops assigned
-    instead of added) killed, by that exercise, with its message?"""
+    instead of added) killed, by that exercise, with its message; and were it listed as
+    equivalent, would the run say that a listed equivalent mutant failed?"""
     from autograder.sandbox import Limits
     m = load_mutants()
     mutant = _mutant("01_matmul", "matmul_loops", "c[i, j] += a[i, k] * b[k, j]", "c[i, j] = a[i, k] * b[k, j]")
@@ -162,12 +163,18 @@ def test_a_visible_change_is_killed_by_its_exercise(tmp_path):
                                                  notebook_timeout=m.NOTEBOOK_TIMEOUT))
     assert (graded.status, graded.by) == ("killed", "matmul_loops"), graded
     assert "last product" in graded.message
+    monkeypatch.setattr(m, "EQUIVALENT", {mutant.key: "listed by mistake, for this test"})
+    graded = m.grade_mutant(mutant, base, Limits(cell_timeout=m.CELL_TIMEOUT,
+                                                 notebook_timeout=m.NOTEBOOK_TIMEOUT))
+    assert graded.status == "equivalent, killed"
+    assert "listed as equivalent but killed" in m.summary([graded], [])
 
 
 @pytest.mark.slow
 def test_every_non_equivalent_mutant_is_killed(tmp_path):
     """Does every mutant of every notebook's solutions that is not listed as equivalent
-    fail at least one exercise, with no grader error and no stale equivalent entry?"""
+    fail at least one exercise, does every listed one pass, with no grader error and no
+    stale equivalent entry?"""
     m = load_mutants()
     out = tmp_path / "mutants.json"
     status = m.main(["--json", str(out)])
@@ -175,6 +182,8 @@ def test_every_non_equivalent_mutant_is_killed(tmp_path):
     survivors = [r for r in results if r["status"] == "survived"]
     errors = [r for r in results if r["status"] == "grader error"]
     assert not errors, errors
+    wrongly_listed = [r for r in results if r["status"] == "equivalent, killed"]
+    assert not wrongly_listed, wrongly_listed
     assert not survivors, "\n".join(f"{r['notebook']} {r['grade_id']}: {r['before']} -> {r['after']}"
                                     for r in survivors)
     assert status == 0
