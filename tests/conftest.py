@@ -1,5 +1,6 @@
 """Shared fixtures: one small nbgrader course, graded once per run, for the tests that
-look at its feedback (tests/test_figures.py, tests/test_browser.py)."""
+look at its feedback (tests/test_figures.py, tests/test_browser.py); and an environment in
+which the lesson's data is unavailable (tests/test_trust.py, tests/test_nbgrader_trust.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +70,19 @@ def feedback_course(tmp_path_factory):
                   for s in ("ada", "ben")}
     return {"root": root, "feedback": feedback, "autograded": autograded, "hidden": hidden,
             "gradebook": root / "gradebook.db"}
+
+
+@pytest.fixture
+def offline_env(tmp_path) -> dict:
+    """An environment in which the lesson's data is unavailable: an empty cache, no
+    AUTOGRADER_MNIST, and every download source fails at once (a closed local port, a
+    wheel that does not exist)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]          # free once closed: nothing listens there
+    env = {k: v for k, v in os.environ.items() if k != "AUTOGRADER_MNIST"}
+    (tmp_path / "empty-cache").mkdir(exist_ok=True)
+    env.update(AUTOGRADER_CACHE=str(tmp_path / "empty-cache"),
+               AUTOGRADER_MNIST_URLS=f"http://127.0.0.1:{port}/mnist.pkl.gz",
+               AUTOGRADER_MNIST_WHEEL=str(tmp_path / "no-such-wheel.whl"))
+    return env

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,22 +31,6 @@ def run_nbgrader(root: Path, *args: str, env: dict | None = None) -> subprocess.
     env.pop("JUPYTER_CONFIG_DIR", None)
     return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=900)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def offline_env(tmp: Path) -> dict:
-    """The lesson's data unavailable: an empty cache, and every source fails at once."""
-    env = {k: v for k, v in os.environ.items() if k != "AUTOGRADER_MNIST"}
-    (tmp / "empty-cache").mkdir(exist_ok=True)
-    env.update(AUTOGRADER_CACHE=str(tmp / "empty-cache"),
-               AUTOGRADER_MNIST_URLS=f"http://127.0.0.1:{closed_port()}/mnist.pkl.gz",
-               AUTOGRADER_MNIST_WHEEL=str(tmp / "no-such-wheel.whl"))
-    return env
 
 
 def error_lines(log: str) -> list[str]:
@@ -72,7 +55,7 @@ def test_course_with_its_own_copy_of_the_kit_gives_the_solution_full_marks(tmp_p
         assert {k: score for k, (score, _, _) in gradebook(tmp_path)[student]["grades"].items()} == points
 
 
-def test_data_outage_grades_nobody_and_keeps_the_gradebook(tmp_path):
+def test_data_outage_grades_nobody_and_keeps_the_gradebook(tmp_path, offline_env):
     """With the lesson's data unavailable, does autograde --force exit non-zero with one
     error line naming the problem and its fix, before touching anyone: the grades already
     in the gradebook and the autograded notebooks stay as they were?"""
@@ -88,7 +71,7 @@ def test_data_outage_grades_nobody_and_keeps_the_gradebook(tmp_path):
     graded_before = graded.read_text()
 
     submit(tmp_path, "alice", course["release"])          # a resubmission that must not be graded
-    proc = run_nbgrader(tmp_path, "autograde", ASSIGNMENT, "--force", env=offline_env(tmp_path))
+    proc = run_nbgrader(tmp_path, "autograde", ASSIGNMENT, "--force", env=offline_env)
     assert proc.returncode != 0
     [line] = error_lines(proc.stderr)
     assert "ERROR" in line and "data is unavailable" in line and "AUTOGRADER_MNIST" in line

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -33,22 +32,6 @@ BLAME = ("your cell", "your code", "os._exit", "sys.exit")
 def run(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env or dict(os.environ))
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def offline_env(tmp: Path) -> dict:
-    """The lesson's data unavailable: an empty cache, and every source fails at once."""
-    env = {k: v for k, v in os.environ.items() if k != "AUTOGRADER_MNIST"}
-    (tmp / "empty-cache").mkdir(exist_ok=True)
-    env.update(AUTOGRADER_CACHE=str(tmp / "empty-cache"),
-               AUTOGRADER_MNIST_URLS=f"http://127.0.0.1:{closed_port()}/mnist.pkl.gz",
-               AUTOGRADER_MNIST_WHEEL=str(tmp / "no-such-wheel.whl"))
-    return env
 
 
 def with_cell(source: Path, grade_id: str, text: str, dest: Path) -> Path:
@@ -109,12 +92,12 @@ def test_copied_kit_course_directory_through_pytest(course):
 
 # ----------------------------------------------------------------------------- the data is unavailable
 @pytest.mark.slow
-def test_data_outage_is_exit_3_with_one_line_and_nobody_graded(tmp_path):
+def test_data_outage_is_exit_3_with_one_line_and_nobody_graded(tmp_path, offline_env):
     """With the lesson's data unavailable, does the command line grade nobody, exit 3, and
     say in one line what is broken and how to fix it?"""
     out = tmp_path / "out.json"
     proc = run("-m", "autograder", "grade", str(SOLUTIONS / "02_fully_connected.ipynb"),
-               str(SOLUTIONS / "03_backward.ipynb"), "--json", str(out), cwd=REPO, env=offline_env(tmp_path))
+               str(SOLUTIONS / "03_backward.ipynb"), "--json", str(out), cwd=REPO, env=offline_env)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -125,12 +108,12 @@ def test_data_outage_is_exit_3_with_one_line_and_nobody_graded(tmp_path):
 
 
 @pytest.mark.slow
-def test_data_outage_is_an_error_in_pytest_not_a_failure(tmp_path):
+def test_data_outage_is_an_error_in_pytest_not_a_failure(tmp_path, offline_env):
     """Does `pytest autograder` report every exercise as an error (not a failure) when the
     grader cannot grade, with the one-line reason?"""
     xml = tmp_path / "junit.xml"
     proc = run("-m", "pytest", "autograder", "--notebook", str(SOLUTIONS / "02_fully_connected.ipynb"),
-               "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", cwd=REPO, env=offline_env(tmp_path))
+               "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", cwd=REPO, env=offline_env)
     assert proc.returncode != 0
     suite = ET.parse(xml).getroot().find("testsuite")
     assert int(suite.get("failures")) == 0 and int(suite.get("errors")) == 15, proc.stdout[-2000:]

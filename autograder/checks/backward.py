@@ -383,11 +383,16 @@ def model_class(sub, *, seed: int = 800) -> None:
               "model = Model(w1, b1, w2, b2)\nloss = model(inp, targ)\nmodel.backward()",
               inputs={"inp": inp, "targ": targ, **params}, outputs=("loss", "inp", *params),
               definitions=REF_CLASSES)
+    judge_model(title, ev.values, inp, targ, params)
+
+
+def judge_model(title: str, values: dict, inp, targ, params) -> None:
+    """The loss a model returned (``values["loss"]``) and every gradient it stored."""
     value, expected, hints = _reference(inp, targ, params)
-    got = require_tensor(ev.values.get("loss"), f"{title}: the value of model(inp, targ)")
+    got = require_tensor(values.get("loss"), f"{title}: the value of model(inp, targ)")
     if got.numel() != 1 or not _close(got.double().reshape(()), value):
         hint = ("model(x, targ) returns the loss, not the predictions: finish the forward pass "
                 "with the loss layer.") if got.shape == (inp.shape[0], 1) else None
         raise Fail(f"{title}: model(inp, targ) should return the loss, one number.",
                    f"Expected {value.item():.6g}; got {describe(got)}.", hint=hint)
-    judge_network(title, ev.values, expected, hints)
+    judge_network(title, values, expected, hints)
