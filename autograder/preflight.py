@@ -8,7 +8,7 @@ the nbgrader preprocessor, and a Dask worker's first task). It checks, in order,
    forked from the zygote where there is one) and imports the very kit files this
    process imported;
 3. that worker runs a known-good canary cell (the lesson's own reading of MNIST);
-4. the grader loads its own references.
+4. the grader loads the data its references are computed from.
 
 Any failure is a :class:`~autograder.errors.GraderError` with one line saying what is
 broken and how to fix it; no student is graded. A success is remembered per process and
@@ -77,10 +77,11 @@ def _run(limits: Limits) -> None:
 
 
 def _load_references(checks, failures: list) -> None:
-    for name, load in checks.PREFETCH.items():
-        try:
-            load()
-        except Exception as exc:  # noqa: BLE001 - any failure here is the grader's
-            failures.append(GraderError(f"the grader could not load its references for {name} "
-                                        f"({type(exc).__name__}: {exc})", DATA_FIX))
-            return
+    """The grader's own copy of the data its references are computed from. (The derived
+    references themselves load while each notebook's cells run, as before: a failure
+    there can only be a bug, and a bug in a check is a grader error of its own.)"""
+    try:
+        checks.fully_connected.mnist()
+    except Exception as exc:  # noqa: BLE001 - any failure here is the grader's
+        failures.append(GraderError(f"the grader could not load the data of its references "
+                                    f"({type(exc).__name__}: {exc})", DATA_FIX))

@@ -8,6 +8,7 @@ followed by ``F.relu(x)`` is caught as ``torch.nn.functional.relu``.
 from __future__ import annotations
 
 import ast
+import functools
 import threading
 from dataclasses import dataclass
 
@@ -56,7 +57,13 @@ def _parse(source: str) -> ast.Module | None:
 
 
 def aliases(notebook_source: str) -> dict[str, str]:
-    """Local name -> dotted module path, from every import in the notebook."""
+    """Local name -> dotted module path, from every import in the notebook (a fresh dict;
+    the notebook is parsed once however many exercises ask)."""
+    return dict(_aliases(notebook_source))
+
+
+@functools.lru_cache(maxsize=16)
+def _aliases(notebook_source: str) -> dict[str, str]:
     table = {"torch": "torch"}
     tree = _parse(notebook_source)
     if tree is None:
