@@ -52,7 +52,7 @@ def forget() -> None:
 
 
 def _run(limits: Limits) -> None:
-    from . import checks, pool
+    from . import pool
     from .data import DataError, mnist_path
     from .session import Session
     try:
@@ -65,7 +65,7 @@ def _run(limits: Limits) -> None:
         raise GraderError("the lesson's data could not be made readable for grading workers", DATA_FIX)
     # The references load while the worker starts and runs the canary.
     failures: list[GraderError] = []
-    loading = threading.Thread(target=_load_references, args=(checks, failures), daemon=True)
+    loading = threading.Thread(target=_load_references, args=(failures,), daemon=True)
     loading.start()
     try:
         with Session(limits, readable=readable, env=env) as session:
@@ -76,12 +76,16 @@ def _run(limits: Limits) -> None:
         raise failures[0]
 
 
-def _load_references(checks, failures: list) -> None:
-    """The grader's own copy of the data its references are computed from. (The derived
-    references themselves load while each notebook's cells run, as before: a failure
-    there can only be a bug, and a bug in a check is a grader error of its own.)"""
+def _load_references(failures: list) -> None:
+    """The grader's own view of the data its references are computed from, memory-mapped
+    from the array cache (the copies and the derived references load while each
+    notebook's cells run, as before: a failure there can only be a bug, and a bug in a
+    check is a grader error of its own)."""
+    from .data import load_mnist
     try:
-        checks.fully_connected.mnist()
+        shapes = [tuple(a.shape) for a in load_mnist()]
+        if shapes != [(50000, 784), (50000,), (10000, 784), (10000,)]:
+            raise ValueError(f"unexpected shapes {shapes}")
     except Exception as exc:  # noqa: BLE001 - any failure here is the grader's
         failures.append(GraderError(f"the grader could not load the data of its references "
                                     f"({type(exc).__name__}: {exc})", DATA_FIX))
