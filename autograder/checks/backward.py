@@ -367,12 +367,17 @@ def mse_class(sub, *, seed: int = 700) -> None:
     inp, targ, value, expected, hints = _mse_case(32, seed)
     ev = _run(sub, title, ("Mse",), "loss = Mse()\nresult = loss(inp, targ)\nloss.backward()",
               inputs={"inp": inp, "targ": targ}, outputs=("result", "inp"))
-    got = require_tensor(ev.values.get("result"), f"{title}: the value of loss(inp, targ)")
+    judge_mse_layer(title, ev.values, value, expected, hints)
+    require_named_squeeze(title, sub.source("Mse"))
+
+
+def judge_mse_layer(title: str, values: dict, value, expected, hints) -> None:
+    """The loss an Mse layer returned (``values["result"]``) and the ``inp.g`` it stored."""
+    got = require_tensor(values.get("result"), f"{title}: the value of loss(inp, targ)")
     if got.numel() != 1 or not _close(got.double().reshape(()), value):
         raise Fail(f"{title}: loss(inp, targ) should return the mean squared error, one number.",
                    f"Expected {value.item():.6g}; got {describe(got)}.")
-    judge_grad(title, "inp.g", _grad_of(title, ev.values.get("inp"), "inp.g"), expected, hints)
-    require_named_squeeze(title, sub.source("Mse"))
+    judge_grad(title, "inp.g", _grad_of(title, values.get("inp"), "inp.g"), expected, hints)
 
 
 @exercise(NB, "Model", 2, "Model(w1, b1, w2, b2)", rule=NO_AUTOGRAD, rule_hint=RULE_HINT)

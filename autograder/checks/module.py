@@ -19,11 +19,11 @@ import ast
 import torch
 
 from .. import static
-from ..feedback import Fail, describe, require_tensor
+from ..feedback import Fail, require_tensor
 from . import exercise, fail_on_error, require_named_squeeze
-from .backward import (NB, NO_AUTOGRAD, RULE_HINT, _autograd, _close, _error_hint, _grad_of, _lin_case,
+from .backward import (NB, NO_AUTOGRAD, RULE_HINT, _autograd, _error_hint, _grad_of, _lin_case,
                        _mse_case, _network, _randn, _relu_hints, _run, judge_grad,
-                       judge_lin, judge_model)
+                       judge_lin, judge_model, judge_mse_layer)
 
 _CLASSES = '''
 class Module():
@@ -206,11 +206,7 @@ def mse_module(sub, *, seed: int = 1200, n: int = 32) -> None:
     ev = _subclass_run(sub, title, "Mse_module", "MseModule",
                        "loss = MseModule()\nresult = loss(inp, targ)\nloss.backward()",
                        inputs={"inp": inp, "targ": targ}, outputs=("result", "inp"))
-    got = require_tensor(ev.values.get("result"), f"{title}: the value of loss(inp, targ)")
-    if got.numel() != 1 or not _close(got.double().reshape(()), value):
-        raise Fail(f"{title}: loss(inp, targ) should return the mean squared error, one number.",
-                   f"Expected {value.item():.6g}; got {describe(got)}.")
-    judge_grad(title, "inp.g", _grad_of(title, ev.values.get("inp"), "inp.g"), expected, hints)
+    judge_mse_layer(title, ev.values, value, expected, hints)
     require_named_squeeze(title, sub.source("Mse_module", "MseModule"))
 
 
