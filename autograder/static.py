@@ -29,7 +29,7 @@ class Rule:
     attributes: tuple[str, ...] = ()        # attribute names banned anywhere (e.g. requires_grad)
     allowed: tuple[str, ...] = ()           # dotted names exempt from ``prefixes`` (and their parts)
     imports: bool = False                   # also flag importing a banned name in the cell
-    strings: tuple[str, ...] = ()           # banned substrings of string literals (__import__("..."))
+    strings: tuple[str, ...] = ()           # banned module names as strings (__import__("..."))
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def find_banned(source: str, rule: Rule, table: dict[str, str]) -> list[Finding]
                 if _is_banned(name, rule) and not any(a.startswith(name + ".") for a in rule.allowed):
                     found.append(Finding(name, node.lineno))
         if rule.strings and isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and any(b in node.value for b in rule.strings):
+                and any(node.value == b or node.value.startswith(b + ".") for b in rule.strings):
             found.append(Finding(repr(node.value[:60]), node.lineno))
         if isinstance(node, (ast.Attribute, ast.Name)):
             dotted = _dotted(node)

@@ -254,3 +254,14 @@ def test_a_bug_outside_the_checks_is_a_grader_failure(monkeypatch):
     assert report.grader_error and not report.exercises
     assert "ValueError: the grader's bug" in report.grader_failure
     assert exit_status([report]) == 3
+
+
+def test_kit_rule_reads_module_names_not_prose():
+    """Does the kit rule catch the kit named in an import string, but not a sentence that
+    happens to contain the word?"""
+    from autograder import static
+    from autograder.checks import KIT_RULE
+    table = static.aliases("from autograder import check\nfrom autograder.data import mnist_path\n")
+    assert static.find_banned("def f():\n    return __import__('autograder.checks')", KIT_RULE, table)
+    assert static.find_banned("def f():\n    return mnist_path(), check", KIT_RULE, table) == []
+    assert static.find_banned("def f():\n    print('the autograder is strict')", KIT_RULE, table) == []
