@@ -35,7 +35,7 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.OverwriteKernelspec",
     "nbgrader.preprocessors.OverwriteCells",       # locked cells (all tests) back from the gradebook
     _PLUGIN + "StripOrphanMetadata",               # changed grade_id: ordinary cell, not a crash
-    "nbgrader.preprocessors.CheckCellMetadata",
+    _PLUGIN + "CheckCellMetadataOnce",             # nbgrader's CheckCellMetadata, each metadata once
 ]
 c.Autograde.autograde_preprocessors = [
     _PLUGIN + "SandboxGrade",                      # replaces nbgrader.preprocessors.Execute
@@ -46,7 +46,7 @@ c.Autograde.autograde_preprocessors = [
     _PLUGIN + "ZeroMissingGrades",                 # after SaveAutoGrades: no stale score on --force
     "nbgrader.preprocessors.AssignLatePenalties",
     _PLUGIN + "AddGradingNotes",
-    "nbgrader.preprocessors.CheckCellMetadata",
+    _PLUGIN + "CheckCellMetadataOnce",
 ]
 
 # Time limits, mapped onto autograder.sandbox.Limits.

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import gzip
 import hashlib
+import mmap
 import os
 import pickle
 import shutil
@@ -294,11 +295,27 @@ def cached_contents(path: str | os.PathLike) -> tuple | None:
     return None if arrays is None else _pairs(arrays)
 
 
+def private_map(array: np.memmap) -> np.ndarray:
+    """A writable ``numpy.ndarray`` with the contents of a read-only memmap of the array
+    cache, copied only where it is written.
+
+    It is a private (copy-on-write) mapping of the same file, made anew on every call:
+    it reads as the file, and writes stay in this process's own pages, never reaching the
+    file nor another call's array. Nothing is copied up front, so handing a worker (or
+    the grader) the lesson's 220 MB costs no fresh memory until someone writes to it.
+    """
+    with open(array.filename, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    view = np.frombuffer(mapped, dtype=array.dtype, count=array.size, offset=array.offset)
+    return view.reshape(array.shape)
+
+
 def load_mnist_tensors(path: str | os.PathLike | None = None) -> tuple:
     """Like :func:`load_mnist` but as (writable) torch tensors, as in the lesson."""
     import torch
 
-    return tuple(torch.from_numpy(np.array(a)) for a in load_mnist(path))
+    return tuple(torch.from_numpy(private_map(a) if isinstance(a, np.memmap) else np.array(a))
+                 for a in load_mnist(path))
 
 
 def main(argv: list[str] | None = None) -> int:

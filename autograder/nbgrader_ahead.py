@@ -76,9 +76,10 @@ def begin(converter) -> None:
 
     from . import pool
     from .errors import GraderError
-    from .nbgrader_plugin import SandboxGrade
+    from .nbgrader_plugin import SandboxGrade, forget_cells
     from .preflight import preflight
     stop()
+    forget_cells()
     grader = SandboxGrade(config=converter.config, parent=converter)
     # The zygote (or the first workers) starts now and gets ready while this process
     # imports torch and the checks for the preflight.

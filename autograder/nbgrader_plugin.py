@@ -43,6 +43,7 @@ import re
 import sys
 import tempfile
 import threading
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,12 +52,13 @@ import nbformat
 from nbconvert.exporters import HTMLExporter, NotebookExporter
 from nbformat.v4 import new_markdown_cell, new_notebook, new_output
 from nbgrader import utils
+from nbgrader.nbgraderformat import MetadataValidator, ValidationError
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, Unicode
 
 from .report import ExerciseResult, NotebookReport
 
-__all__ = ["SafeNotebookExporter", "StripOrphanMetadata", "SandboxGrade", "ZeroMissingGrades",
+__all__ = ["SafeNotebookExporter", "StripOrphanMetadata", "CheckCellMetadataOnce", "SandboxGrade", "ZeroMissingGrades",
            "AddGradingNotes", "ScrubHiddenFeedback", "OfflineFeedbackExporter", "split_hidden",
            "read_submission", "content_key"]
 
@@ -172,6 +174,46 @@ class StripOrphanMetadata(NbGraderPreprocessor):
                              "assignment (was its grade_id changed?); it was graded as an ordinary "
                              "cell. Copy the original cell back from a fresh release.")
         return nb, resources
+
+
+class CheckCellMetadataOnce(NbGraderPreprocessor):
+    """nbgrader's ``CheckCellMetadata``, validating each distinct cell metadata once per run.
+
+    nbgrader's validator checks every nbgrader cell of every notebook against its JSON
+    schema, re-checking the schema itself each time: about a tenth of a second per
+    notebook, three times per submission (sanitizing, grading ahead, autograding), in
+    nbgrader's one thread. The verdict depends only on the cell's type and its nbgrader
+    metadata, which are the same across a class, so a success is remembered by those two.
+    A failure is never remembered: it is raised (and logged) exactly as nbgrader does,
+    with nbgrader's own validator and message.
+    """
+
+    def preprocess(self, nb, resources):
+        try:
+            _RememberingValidator().validate_nb(nb)
+        except ValidationError:
+            self.log.error(traceback.format_exc())
+            msg = "Notebook failed to validate; the nbgrader metadata may be corrupted."
+            self.log.error(msg)
+            raise ValidationError(msg)
+        return nb, resources
+
+
+class _RememberingValidator(MetadataValidator):
+    valid: set = set()          # (cell type, metadata as JSON) that validated, in this process
+    LIMIT = 10_000
+
+    def validate_cell(self, cell) -> None:
+        meta = cell.metadata.get("nbgrader")
+        if meta is None:
+            return
+        key = (cell.cell_type, json.dumps(meta, sort_keys=True, default=repr))
+        if key in self.valid:
+            return
+        super().validate_cell(cell)
+        # nbgrader warns when the recorded cell type differs: such a cell is checked every time
+        if meta.get("cell_type", cell.cell_type) == cell.cell_type and len(self.valid) < self.LIMIT:
+            self.valid.add(key)
 
 
 # ----------------------------------------------------------------------------- grading
@@ -450,6 +492,8 @@ class ZeroMissingGrades(NbGraderPreprocessor):
         info = resources["nbgrader"]
         present = {cell.metadata.nbgrader.get("grade_id") for cell in nb.cells
                    if "nbgrader" in cell.metadata}
+        if _cells_of(info["db_url"], info["assignment"], info["notebook"]) <= present:
+            return nb, resources        # the usual case: nothing missing, the gradebook untouched
         missing = []
         with Gradebook(info["db_url"]) as gb:
             sub = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
@@ -471,6 +515,27 @@ class ZeroMissingGrades(NbGraderPreprocessor):
             add_note(nb, f"These cells are missing from your notebook, so their tests scored 0: "
                          f"{names}. Copy them back from a fresh copy of the assignment.")
         return nb, resources
+
+
+_CELLS: dict[tuple[str, str, str], frozenset[str]] = {}     # forgotten when autograde starts
+
+
+def forget_cells() -> None:
+    """Read the gradebook's cells afresh (each ``autograde``; formgrader runs several in one
+    process, and the assignment may be regenerated between them)."""
+    _CELLS.clear()
+
+
+def _cells_of(db_url: str, assignment: str, notebook: str) -> frozenset[str]:
+    """The names of a notebook's grade, solution and task cells in the gradebook (read once per
+    run: ``generate_assignment`` cannot run in the middle of an ``autograde``)."""
+    key = (db_url, assignment, notebook)
+    if key not in _CELLS:
+        from nbgrader.api import Gradebook
+        with Gradebook(db_url) as gb:
+            nb = gb.find_notebook(notebook, assignment)
+            _CELLS[key] = frozenset(c.name for c in (*nb.grade_cells, *nb.solution_cells, *nb.task_cells))
+    return _CELLS[key]
 
 
 class AddGradingNotes(NbGraderPreprocessor):

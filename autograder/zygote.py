@@ -164,20 +164,13 @@ class MnistGzipFile(gzip.GzipFile):
         return super().seek(offset, whence)
 
 
-def _copy(value):
-    """A fresh copy of the file's structure: tuples of writable ``numpy.ndarray``s."""
-    import numpy
-    if isinstance(value, tuple):
-        return tuple(_copy(v) for v in value)
-    return numpy.array(value)          # a plain ndarray (not a memmap), owning its data
-
-
 def _serve_mnist_from_memory() -> None:
     """Patch ``gzip.open`` and ``pickle.load`` for the one file every student reads: the
-    same results, without decompressing and unpickling 220 MB once per student."""
+    same results, without decompressing and unpickling 220 MB once per student (each
+    load gets its own writable arrays: see :func:`autograder.data.private_map`)."""
     import pickle
 
-    from .data import cached_contents
+    from .data import cached_contents, private_map
     path = os.environ.get("AUTOGRADER_MNIST")
     contents = cached_contents(path) if path and os.path.isfile(path) else None
     if contents is None:
@@ -200,7 +193,7 @@ def _serve_mnist_from_memory() -> None:
         if (type(file) is MnistGzipFile and not file.closed and not file._served and file.tell() == 0
                 and fix_imports and encoding == "latin-1" and errors == "strict" and buffers is None):
             file._after_load()
-            return _copy(contents)
+            return tuple(tuple(private_map(a) for a in pair) for pair in contents)
         return original_load(file, fix_imports=fix_imports, encoding=encoding, errors=errors,
                              buffers=buffers)
 

@@ -451,3 +451,58 @@ def test_unreadable_notebook_becomes_empty_with_a_note(tmp_path):
     assert nb["cells"] == []
     [note] = nb["metadata"]["autograder"]["notes"]
     assert "could not be read" in note and "JSON" in note
+
+
+def _metadata_notebook(*cells):
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    made = []
+    for kind, meta in cells:
+        cell = (new_code_cell if kind == "code" else new_markdown_cell)("x = 1")
+        cell.metadata["nbgrader"] = meta
+        made.append(cell)
+    return new_notebook(cells=made)
+
+
+GOOD = {"grade": True, "solution": False, "locked": True, "points": 1, "grade_id": "test_x",
+        "schema_version": 3}
+
+
+@pytest.mark.parametrize("bad", [
+    {**GOOD, "grade_id": ""},                                   # empty grade_id
+    {k: v for k, v in GOOD.items() if k != "points"},           # a grade cell without points
+    {**GOOD, "points": "one"},                                  # the schema: points is a number
+    {**GOOD, "schema_version": 2},                              # too old
+], ids=["empty-id", "no-points", "schema", "old-schema"])
+def test_check_cell_metadata_once_rejects_what_nbgrader_rejects(bad):
+    """The kit's CheckCellMetadataOnce agrees with nbgrader's CheckCellMetadata, also after
+    the same cell's valid metadata was remembered."""
+    from nbgrader.preprocessors import CheckCellMetadata
+
+    from autograder.nbgrader_plugin import CheckCellMetadataOnce
+    ok = _metadata_notebook(("code", GOOD))
+    for preprocessor in (CheckCellMetadata(), CheckCellMetadataOnce()):
+        preprocessor.preprocess(copy.deepcopy(ok), {})          # valid: no error, remembered
+    for preprocessor in (CheckCellMetadata(), CheckCellMetadataOnce()):
+        with pytest.raises(Exception) as raised:
+            preprocessor.preprocess(_metadata_notebook(("code", bad)), {})
+        assert "failed to validate" in str(raised.value) or "schema" in str(raised.value).lower()
+    duplicate = _metadata_notebook(("code", GOOD), ("code", GOOD))   # each cell valid, ids clash
+    for preprocessor in (CheckCellMetadata(), CheckCellMetadataOnce()):
+        with pytest.raises(Exception, match="failed to validate"):
+            preprocessor.preprocess(copy.deepcopy(duplicate), {})
+
+
+def test_check_cell_metadata_once_remembers_only_what_validated(caplog):
+    from autograder.nbgrader_plugin import CheckCellMetadataOnce, _RememberingValidator
+    meta = {**GOOD, "grade_id": "test_remembered"}
+    CheckCellMetadataOnce().preprocess(_metadata_notebook(("code", meta)), {})
+    assert ("code", json.dumps(meta, sort_keys=True)) in _RememberingValidator.valid
+    bad = {**meta, "points": "one"}
+    for _ in range(2):          # never remembered: raised every time
+        with pytest.raises(Exception):
+            CheckCellMetadataOnce().preprocess(_metadata_notebook(("code", bad)), {})
+    assert not any(key[1] == json.dumps(bad, sort_keys=True) for key in _RememberingValidator.valid)
+    changed = {**meta, "grade_id": "test_changed", "cell_type": "markdown"}   # nbgrader warns
+    for _ in range(2):
+        CheckCellMetadataOnce().preprocess(_metadata_notebook(("code", changed)), {})
+    assert ("code", json.dumps(changed, sort_keys=True)) not in _RememberingValidator.valid

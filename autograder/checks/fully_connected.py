@@ -51,7 +51,8 @@ def normalized() -> dict[str, torch.Tensor]:
     """x_train and x_valid normalised with the training set's mean and std."""
     xt, _, xv, _ = mnist()
     mean, std = xt.mean(), xt.std()
-    return {"x_train": (xt - mean) / std, "x_valid": (xv - mean) / std, "mean": mean, "std": std}
+    # (x - mean) / std, dividing in place: the same numbers without a 157 MB temporary
+    return {"x_train": (xt - mean).div_(std), "x_valid": (xv - mean).div_(std), "mean": mean, "std": std}
 
 
 PREFETCH[NB] = normalized
