@@ -3,7 +3,9 @@
     python benchmarks/bench.py                 # one student, and a class of 12
     python benchmarks/bench.py --class-size 200 --skip-baselines   # memory of a big class
 
-Measures, each as the median of --repeat runs of a fresh process:
+Measures, each as the median of several runs of a fresh process (--repeat for one
+student, --class-repeat for a class), the commands alternated round after round so
+that a slow moment of the machine falls on all of them alike:
 
 * one student: the notebook's own code as a plain script (baseline), against
   ``python -m autograder grade one.ipynb`` and ``pytest autograder --notebook one.ipynb``;
@@ -11,7 +13,8 @@ Measures, each as the median of --repeat runs of a fresh process:
   and the plain scripts one after another (baselines), against
   ``python -m autograder grade *.ipynb --jobs 2 --json out.json`` and
   ``nbgrader autograde`` through the kit's configuration (``SandboxGrade.workers`` = the
-  cores; with ``--nbgrader-sequential`` also one notebook at a time);
+  cores; with ``--nbgrader-sequential`` also one notebook at a time), and nbgrader's own
+  work alone (the same configuration with nothing graded: a floor for autograde);
 * memory: the peak proportional set size (PSS: shared pages split among the processes
   sharing them, so forked workers are not charged for the zygote's torch twice) of
   each worker and of the whole grading process tree, sampled from /proc.
@@ -142,12 +145,46 @@ def row(name: str, seconds: float, base: float | None = None, goal: str = "") ->
     print(f"  {name:<52} {seconds:8.2f} s  {ratio}  {goal}")
 
 
+NBGRADER_ALONE = """
+# The benchmark's "nbgrader's own work": the kit's configuration with nothing graded
+# (nbgrader's exporter, no SandboxGrade): reading, sanitizing, the gradebook, writing.
+c.Autograde.exporter_class = "nbconvert.exporters.NotebookExporter"
+c.Autograde.autograde_preprocessors = [p for p in c.Autograde.autograde_preprocessors
+                                       if not p.endswith("SandboxGrade")]
+"""
+
+
+def course_for(tmp: Path, paths: list[Path], env: dict, *, alone: bool = False) -> Path:
+    """A course with the kit's configuration and the class submitted (``alone``: grading off)."""
+    course = tmp / ("course-alone" if alone else "course")
+    course.mkdir()
+    config = (ROOT / "nbgrader_config.py").read_text()
+    (course / "nbgrader_config.py").write_text(config + (NBGRADER_ALONE if alone else ""))
+    shutil.copytree(ROOT / "assignments", course / "assignments")
+    for i, p in enumerate(paths):
+        target = course / "submitted" / f"s{i:03d}" / "lesson8"
+        target.mkdir(parents=True)
+        shutil.copy(p, target / "02_fully_connected.ipynb")
+    return course
+
+
+def autograde(course: Path, env: dict, *extra: str) -> float:
+    """One fresh ``nbgrader autograde`` of the whole class (gradebook and output reset)."""
+    shutil.rmtree(course / "autograded", ignore_errors=True)
+    (course / "gradebook.db").unlink(missing_ok=True)
+    subprocess.run(["nbgrader", "generate_assignment", "lesson8", "--force"], cwd=course, env=env,
+                   capture_output=True, check=True)
+    return timed(["nbgrader", "autograde", "lesson8", *extra], cwd=course, env=env)[0]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each one-student command")
+    parser.add_argument("--class-repeat", type=int, default=3, help="runs of each class command")
     parser.add_argument("--class-size", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--skip-baselines", action="store_true", help="only grade the class (memory runs)")
+    parser.add_argument("--skip-nbconvert", action="store_true", help="leave out the slowest baseline")
     parser.add_argument("--skip-nbgrader", action="store_true")
     parser.add_argument("--nbgrader-sequential", action="store_true",
                         help="also time nbgrader autograde with SandboxGrade.workers = 1")
@@ -162,63 +199,85 @@ def main(argv=None) -> int:
         script.write_text(plain_script(one))
 
         if not args.skip_baselines:
-            print(f"One student (median of {args.repeat}):")
-            plain = median(lambda: [PY, str(script)], args.repeat, cwd=tmp, env=env)
-            row("plain script of the notebook's code (baseline)", plain)
-            cli = median(lambda: [PY, "-m", "autograder", "grade", str(one)], args.repeat, cwd=ROOT, env=env)
-            row("python -m autograder grade one.ipynb", cli, plain, "goal <= 1.5x (aim 1.2x)")
-            pyt = median(lambda: [PY, "-m", "pytest", "autograder", "-q", "-p", "no:cacheprovider",
-                                  "--notebook", str(one)], args.repeat, cwd=ROOT, env=env)
-            row("pytest autograder --notebook one.ipynb", pyt, plain, "goal <= 1.5x (aim 1.2x)")
+            # Alternated, round after round, so that a slow moment of the machine falls on
+            # every command alike; each figure is a median.
+            commands = {
+                "plain": [PY, str(script)],
+                "cli": [PY, "-m", "autograder", "grade", str(one)],
+                "pytest": [PY, "-m", "pytest", "autograder", "-q", "-p", "no:cacheprovider",
+                           "--notebook", str(one)],
+            }
+            times = {name: [] for name in commands}
+            for _ in range(args.repeat):
+                for name, cmd in commands.items():
+                    times[name].append(timed(cmd, cwd=tmp if name == "plain" else ROOT, env=env)[0])
+            med = {name: statistics.median(t) for name, t in times.items()}
+            print(f"One student (median of {args.repeat}, alternated):")
+            row("plain script of the notebook's code (baseline)", med["plain"])
+            row("python -m autograder grade one.ipynb", med["cli"], med["plain"], "goal <= 1.5x (aim 1.2x)")
+            row("pytest autograder --notebook one.ipynb", med["pytest"], med["plain"], "goal <= 1.5x (aim 1.2x)")
 
         folder = tmp / "class"
         folder.mkdir()
         paths = make_class(folder, args.class_size)
-        print(f"\nA class of {args.class_size} (one run each):")
-        grade, mem = timed([PY, "-m", "autograder", "grade", *map(str, paths), "--jobs", str(args.jobs),
-                            "--json", str(tmp / "out.json"), "--quiet"], cwd=ROOT, env=env, memory=True)
-        if not args.skip_baselines:
-            scripts = []
-            for p in paths:
-                s = p.with_suffix(".py")
-                s.write_text(plain_script(p))
-                scripts.append(s)
-            plain_all = sum(timed([PY, str(s)], cwd=tmp, env=env)[0] for s in scripts)
-            row("plain scripts, one after another (baseline)", plain_all)
+        grade_cmd = [PY, "-m", "autograder", "grade", *map(str, paths), "--jobs", str(args.jobs),
+                     "--json", str(tmp / "out.json"), "--quiet"]
+        if args.skip_baselines:
+            print(f"\nA class of {args.class_size}:")
+            grade, mem = timed(grade_cmd, cwd=ROOT, env=env, memory=True)
+            row(f"autograder grade --jobs {args.jobs}", grade)
+            print_memory(mem)
+            return 0
+
+        scripts = []
+        for p in paths:
+            s = p.with_suffix(".py")
+            s.write_text(plain_script(p))
+            scripts.append(s)
+        nbgrader = not args.skip_nbgrader
+        if nbgrader:
+            course, alone = course_for(tmp, paths, env), course_for(tmp, paths, env, alone=True)
+        runs: dict[str, list[float]] = {}
+        mem = None
+        for _ in range(args.class_repeat):
+            runs.setdefault("plain", []).append(sum(timed([PY, str(s)], cwd=tmp, env=env)[0] for s in scripts))
+            seconds, sampled = timed(grade_cmd, cwd=ROOT, env=env, memory=mem is None)
+            mem = mem or sampled
+            runs.setdefault("grade", []).append(seconds)
+            if nbgrader:
+                runs.setdefault("nbgrader", []).append(autograde(course, env, "--SandboxGrade.workers=0"))
+                runs.setdefault("alone", []).append(autograde(alone, env))
+                if args.nbgrader_sequential:
+                    runs.setdefault("sequential", []).append(autograde(course, env, "--SandboxGrade.workers=1"))
+        med = {name: statistics.median(t) for name, t in runs.items()}
+        plain_all = med["plain"]
+        print(f"\nA class of {args.class_size} (median of {args.class_repeat}, alternated):")
+        row("plain scripts, one after another (baseline)", plain_all)
+        nbconv = None
+        if not args.skip_nbconvert:
             nbconv = sum(timed([PY, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
                                 "--allow-errors", "--output-dir", str(tmp / "executed"), str(p)],
                                cwd=tmp, env=env)[0] for p in paths)
-            row("jupyter nbconvert --execute, one after another (baseline)", nbconv)
-            row(f"autograder grade --jobs {args.jobs}  vs nbconvert", grade, nbconv, "goal <= 0.25x")
-            row(f"autograder grade --jobs {args.jobs}  vs plain scripts", grade, plain_all, "goal <= 0.5x")
-        else:
-            row(f"autograder grade --jobs {args.jobs}", grade)
-        print(f"  peak memory (PSS): one worker {mem.worker_peak() / 2**20:.0f} MiB; whole grading tree "
-              f"{mem.peak_total / 2**20:.0f} MiB (goal for 200 with --jobs 2: < 4096 MiB)")
-
-        if not args.skip_nbgrader and not args.skip_baselines:
-            course = tmp / "course"
-            course.mkdir()
-            shutil.copy(ROOT / "nbgrader_config.py", course)
-            shutil.copytree(ROOT / "assignments", course / "assignments")
-            subprocess.run(["nbgrader", "generate_assignment", "lesson8", "--force"], cwd=course, env=env,
-                           capture_output=True, check=True)
-            for i, p in enumerate(paths):
-                target = course / "submitted" / f"s{i:03d}" / "lesson8"
-                target.mkdir(parents=True)
-                shutil.copy(p, target / "02_fully_connected.ipynb")
-            runs = [("workers = cores", 0)] + ([("workers = 1", 1)] if args.nbgrader_sequential else [])
-            for label, workers in runs:
-                shutil.rmtree(course / "autograded", ignore_errors=True)
-                (course / "gradebook.db").unlink(missing_ok=True)
-                subprocess.run(["nbgrader", "generate_assignment", "lesson8", "--force"], cwd=course,
-                               env=env, capture_output=True, check=True)
-                nbg, _ = timed(["nbgrader", "autograde", "lesson8", f"--SandboxGrade.workers={workers}"],
-                               cwd=course, env=env)
-                row(f"nbgrader autograde ({label})  vs nbconvert", nbg, nbconv)
-                row(f"nbgrader autograde ({label})  vs plain scripts", nbg, plain_all,
-                    "goal <= 0.35x" if workers == 0 else "")
+            row("jupyter nbconvert --execute, one after another (baseline, one run)", nbconv)
+            row(f"autograder grade --jobs {args.jobs}  vs nbconvert", med["grade"], nbconv, "goal <= 0.25x")
+        row(f"autograder grade --jobs {args.jobs}  vs plain scripts", med["grade"], plain_all, "goal <= 0.5x")
+        if nbgrader:
+            row("nbgrader autograde (workers = cores)  vs plain scripts", med["nbgrader"], plain_all,
+                "goal <= 0.35x")
+            if nbconv:
+                row("nbgrader autograde (workers = cores)  vs nbconvert", med["nbgrader"], nbconv)
+            if args.nbgrader_sequential:
+                row("nbgrader autograde (workers = 1)  vs plain scripts", med["sequential"], plain_all)
+            row("nbgrader's own work, nothing graded  vs plain scripts", med["alone"], plain_all)
+        timing = {name: [round(t, 2) for t in ts] for name, ts in runs.items()}
+        print(f"  every run, in seconds: {json.dumps(timing)}")
+        print_memory(mem)
     return 0
+
+
+def print_memory(mem) -> None:
+    print(f"  peak memory (PSS): one worker {mem.worker_peak() / 2**20:.0f} MiB; whole grading tree "
+          f"{mem.peak_total / 2**20:.0f} MiB (goal for 200 with --jobs 2: < 4096 MiB)")
 
 
 if __name__ == "__main__":
