@@ -24,6 +24,10 @@ c.CourseDirectory.source_directory = "assignments"
 c.CourseDirectory.release_directory = "release"
 # nbgrader's solution folder is left at its default: solutions/ holds the kit's own files.
 
+# nbconvert validates the whole notebook after every preprocessor; once, after the last,
+# is the same check (a broken notebook still stops there) at a tenth of the cost.
+c.Exporter.optimistic_validation = True
+
 # ---------------------------------------------------------------- autograde
 # Unreadable submissions (invalid JSON, ...) are graded as empty notebooks (every test 0,
 # with the reason shown) instead of aborting that student's run.
