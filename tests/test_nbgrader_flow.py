@@ -499,7 +499,7 @@ def test_check_cell_metadata_once_remembers_only_what_validated(caplog):
     assert ("code", json.dumps(meta, sort_keys=True)) in _RememberingValidator.valid
     bad = {**meta, "points": "one"}
     for _ in range(2):          # never remembered: raised every time
-        with pytest.raises(Exception):
+        with pytest.raises(Exception, match="failed to validate"):
             CheckCellMetadataOnce().preprocess(_metadata_notebook(("code", bad)), {})
     assert not any(key[1] == json.dumps(bad, sort_keys=True) for key in _RememberingValidator.valid)
     changed = {**meta, "grade_id": "test_changed", "cell_type": "markdown"}   # nbgrader warns
