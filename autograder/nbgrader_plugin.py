@@ -9,6 +9,8 @@ nothing here is used unless nbgrader loads it. One small class per job, nbgrader
 * :class:`StripOrphanMetadata` (sanitize phase, after ``OverwriteCells``) — a cell whose
   grade_id the student changed becomes an ordinary cell, instead of failing the whole
   submission in ``CheckCellMetadata``.
+* :class:`CheckCellMetadataOnce` (both phases, replaces ``CheckCellMetadata``) — nbgrader's
+  own metadata validator, each distinct cell metadata validated once, not per notebook.
 * :class:`SandboxGrade` (autograde phase, replaces ``Execute``) — runs the student's
   cells in a confined worker (:func:`autograder.grade.open_submission`) and each test
   cell's trusted source in the grader process; writes outputs that nbgrader's
@@ -18,7 +20,7 @@ nothing here is used unless nbgrader loads it. One small class per job, nbgrader
   :mod:`autograder.nbgrader_ahead` (started by the exporter), when the content matches.
 * :class:`ZeroMissingGrades` (autograde phase, after ``SaveAutoGrades``) — grades of
   cells missing from the submission become 0, also on ``autograde --force`` (nbgrader
-  would keep the previous run's score).
+  would keep the previous run's score); the gradebook is opened only when one is missing.
 * :class:`AddGradingNotes` (autograde phase) — shows the notes the steps above left (why
   something scored 0, how the code was confined) as a markdown cell at the top of the
   graded notebook, so they appear in formgrader and in the feedback.
@@ -58,8 +60,8 @@ from traitlets import Bool, Float, Integer, Unicode
 
 from .report import ExerciseResult, NotebookReport
 
-__all__ = ["SafeNotebookExporter", "StripOrphanMetadata", "CheckCellMetadataOnce", "SandboxGrade", "ZeroMissingGrades",
-           "AddGradingNotes", "ScrubHiddenFeedback", "OfflineFeedbackExporter", "split_hidden",
+__all__ = ["SafeNotebookExporter", "StripOrphanMetadata", "CheckCellMetadataOnce", "SandboxGrade",
+           "ZeroMissingGrades", "AddGradingNotes", "ScrubHiddenFeedback", "OfflineFeedbackExporter", "split_hidden",
            "read_submission", "content_key"]
 
 NOTES_KEY = "autograder"          # notebook metadata: {"notes": [...]} carried between phases
@@ -177,14 +179,14 @@ class StripOrphanMetadata(NbGraderPreprocessor):
 
 
 class CheckCellMetadataOnce(NbGraderPreprocessor):
-    """nbgrader's ``CheckCellMetadata``, validating each distinct cell metadata once per run.
+    """nbgrader's ``CheckCellMetadata``, validating each distinct cell metadata once.
 
     nbgrader's validator checks every nbgrader cell of every notebook against its JSON
     schema, re-checking the schema itself each time: about a tenth of a second per
     notebook, three times per submission (sanitizing, grading ahead, autograding), in
     nbgrader's one thread. The verdict depends only on the cell's type and its nbgrader
-    metadata, which are the same across a class, so a success is remembered by those two.
-    A failure is never remembered: it is raised (and logged) exactly as nbgrader does,
+    metadata, which are the same across a class, so a success is remembered by those two
+    (for as long as the process lives: formgrader may autograde many times). A failure is never remembered: it is raised (and logged) exactly as nbgrader does,
     with nbgrader's own validator and message.
     """
 
