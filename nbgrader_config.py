@@ -62,9 +62,16 @@ c.SandboxGrade.workers = 0
 # A failed hidden test shows its teaching message (never its source); False: a generic line.
 c.SandboxGrade.show_hidden_messages = True
 
+# ---------------------------------------------------------------- formgrader
+# Formgrader shows an autograded notebook through nbconvert's HTMLExporter with this
+# configuration: each visible check's figures are drawn there too, as in the feedback
+# (instead of the placeholder "figures for this check are drawn in the feedback").
+c.HTMLExporter.preprocessors = ["autograder.nbgrader_figures.FeedbackFigures"]
+
 # ---------------------------------------------------------------- feedback
 # No hidden test source or output, and self-contained HTML (no CDN script).
 c.GenerateFeedback.exporter_class = _PLUGIN + "OfflineFeedbackExporter"
+c.OfflineFeedbackExporter.preprocessors = []   # not formgrader's: the list below, in its order
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     _PLUGIN + "ScrubHiddenFeedback",               # before ClearHiddenTests: needs the delimiters

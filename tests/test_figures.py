@@ -18,6 +18,8 @@ from autograder import display, evidence
 from autograder.grade import result_for
 from autograder.submission import LocalSubmission
 
+ASSIGNMENT, NOTEBOOK = "lesson8", "02_fully_connected"
+
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "lesson8" / "02_fully_connected.ipynb"
 INJECTION = '<script>alert("pwned")</script>'
@@ -240,3 +242,32 @@ def test_feedback_escapes_the_students_script(feedback_course):
     page = feedback_course["feedback"]["ada"].read_text()
     assert INJECTION not in page
     assert html_escaped(INJECTION) in page or "&lt;script&gt;" in page
+
+
+@pytest.mark.slow
+def test_formgrader_shows_the_figures_too(feedback_course):
+    """Formgrader renders an autograded notebook with ``HTMLExporter(config=...)`` and its
+    own template (nbgrader's FormgradeExtension.build_extra_config and SubmissionHandler);
+    with the course's configuration the instructor sees each visible check's figures
+    there, escaped, instead of the placeholder."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    root = feedback_course["root"]
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    formgrader = Config()
+    formgrader.HTMLExporter.template_name = "formgrade"
+    formgrader.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    config.merge(formgrader)
+    resources = {"assignment_id": ASSIGNMENT, "notebook_id": NOTEBOOK, "submission_id": "s",
+                 "index": 0, "total": 2, "base_url": "", "student": "ada", "last_name": None,
+                 "first_name": None, "notebook_path": "/notebook"}
+    path = root / "autograded" / "ada" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    page, _ = HTMLExporter(config=config).from_filename(str(path), resources=resources)
+    shown = alts(page)
+    assert any("init_kaiming(784, 50)" in alt for alt in shown), shown
+    assert len(svgs(page)) == len(shown) >= 5
+    assert display.PENDING not in page
+    assert INJECTION not in page
