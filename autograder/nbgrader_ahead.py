@@ -230,16 +230,9 @@ class Run:
         with open(job.path, encoding="utf-8") as f:
             student = read_submission(f, "sanitize")
         text, _ = sanitize.from_notebook_node(student, resources=copy.deepcopy(resources))
-        seen: list = []                 # what the autograde phase hands its first preprocessor
-
-        def grab(nb, res):
-            seen.append(nb)
-            return nb, res
-
-        autograde = NotebookExporter(config=config, log=_QUIET)
-        autograde.register_preprocessor(grab, enabled=True)
-        autograde.from_notebook_node(nbformat.reads(text, as_version=4), resources=copy.deepcopy(resources))
-        nb = seen[0]
+        # What the autograde phase hands SandboxGrade, its first preprocessor: nbgrader writes
+        # this text, reads it back, and the exporter preprocesses a copy of what it read.
+        nb = nbformat.reads(text, as_version=4)
         key = content_key(nb, job.notebook)
         return key, self.grader.grade(nb, job.notebook)
 
