@@ -24,8 +24,8 @@ c.CourseDirectory.source_directory = "assignments"
 c.CourseDirectory.release_directory = "release"
 # nbgrader's solution folder is left at its default: solutions/ holds the kit's own files.
 
-# nbconvert validates the whole notebook after every preprocessor; once, after the last,
-# is the same check (a broken notebook still stops there) at a tenth of the cost.
+# nbconvert validates the whole notebook after every preprocessor; this validates it once,
+# after the last: the same check (a broken notebook still stops there), done once per notebook.
 c.Exporter.optimistic_validation = True
 
 # ---------------------------------------------------------------- autograde

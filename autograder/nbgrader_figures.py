@@ -6,6 +6,8 @@ numbers (histogram counts, relative errors, timings), never a picture, so gradin
 class pays for no plotting. ``generate_feedback`` runs :class:`FeedbackFigures` (after
 ``ClearHiddenTests``), which turns each into a ``text/html`` card holding the "expected
 vs got" table and the figures as ``data:`` URIs: the page stays one offline file.
+Formgrader runs it too (``c.HTMLExporter.preprocessors`` in the course configuration),
+so an instructor opening a submission sees the same cards.
 
 Hidden checks leave nothing (the grader records the visible part of a cell only), and
 every string in a card is escaped.
