@@ -5,7 +5,7 @@ Every path is computed from this file's location, so a command run from a subfol
 of the course in another directory uses its own gradebook. Run nbgrader with the
 virtual environment's ``bin`` on ``PATH`` (creating a gradebook runs ``alembic``).
 
-Autograding never starts a Jupyter kernel: ``autograder.nbgrader_plugin.SandboxGrade``
+Autograding never starts a Jupyter kernel: ``autograder.frontends.nbgrader.plugin.SandboxGrade``
 replaces ``Execute``, runs the student's cells in a confined worker and the test cells'
 checks in the grader. See ``autograder/nbgrader_plugin.py`` for each step.
 """
@@ -15,7 +15,7 @@ import os
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
-_PLUGIN = "autograder.nbgrader_plugin."
+_PLUGIN = "autograder.frontends.nbgrader."
 
 c.CourseDirectory.course_id = "dl-foundations"
 c.CourseDirectory.root = _ROOT
@@ -53,7 +53,7 @@ c.Autograde.autograde_preprocessors = [
     _PLUGIN + "CheckCellMetadataOnce",
 ]
 
-# Time limits, mapped onto autograder.sandbox.Limits.
+# Time limits, mapped onto autograder.engine.sandbox.Limits.
 c.SandboxGrade.cell_timeout = 60          # seconds per student cell / per check's call
 c.SandboxGrade.notebook_timeout = 600     # seconds for all of one notebook's student code
 # Notebooks graded at once: 0 = one per core; 1 = one after another in nbgrader's thread.
@@ -66,7 +66,7 @@ c.SandboxGrade.show_hidden_messages = True
 # Formgrader shows an autograded notebook through nbconvert's HTMLExporter with this
 # configuration: each visible check's figures are drawn there too, as in the feedback
 # (instead of the placeholder "figures for this check are drawn in the feedback").
-c.HTMLExporter.preprocessors = ["autograder.nbgrader_figures.FeedbackFigures"]
+c.HTMLExporter.preprocessors = ["autograder.frontends.nbgrader.figures.FeedbackFigures"]
 
 # ---------------------------------------------------------------- feedback
 # No hidden test source or output, and self-contained HTML (no CDN script).
@@ -76,6 +76,6 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     _PLUGIN + "ScrubHiddenFeedback",               # before ClearHiddenTests: needs the delimiters
     "nbgrader.preprocessors.ClearHiddenTests",
-    "autograder.nbgrader_figures.FeedbackFigures",   # each visible check's figures, drawn here
+    "autograder.frontends.nbgrader.figures.FeedbackFigures",   # each visible check's figures, drawn here
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

@@ -33,7 +33,7 @@ if ! command -v bwrap >/dev/null 2>&1; then
     echo "grading still works but runs unconfined (install the 'bubblewrap' package to confine it)."
   fi
 fi
-.venv/bin/python -c 'from autograder.sandbox import confinement; print(confinement()[1])'
+.venv/bin/python -c 'from autograder.engine.sandbox import confinement; print(confinement()[1])'
 
 say "A headless browser for the tests that look at the reports: Debian's chromium"
 # Optional: without it those tests are skipped (and say why); grading never needs it.

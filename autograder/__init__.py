@@ -29,20 +29,20 @@ def check(name: str | None = None, **options):
     Called from a student's kernel it checks the kernel's own definitions; called by the
     grader (in test cells run on the grader's side) it checks the submission under
     grading. Inside the grading worker it does nothing. When the grader itself could not
-    check the exercise it raises :class:`~autograder.errors.GraderError` instead (not an
+    check the exercise it raises :class:`~autograder.engine.errors.GraderError` instead (not an
     ``AssertionError``: nothing is the student's fault).
 
     In a Jupyter kernel the result is also shown as rich output (a card with the
-    message, "expected vs got" and figures; see :mod:`autograder.display`), before a
+    message, "expected vs got" and figures; see :mod:`autograder.reports.cards`), before a
     failure raises. ``check()`` with no name shows a summary of every exercise of the
     notebook and raises nothing.
     """
-    from .executor import in_worker
+    from .engine.executor import in_worker
     if in_worker():
         return None
-    from .display import checked, summary
-    from .grade import CURRENT
-    from .submission import LocalSubmission
+    from .reports.cards import checked, summary
+    from .engine.grade import CURRENT
+    from .engine.submission import LocalSubmission
 
     frame = inspect.currentframe().f_back
     sub = CURRENT.get()
@@ -53,7 +53,7 @@ def check(name: str | None = None, **options):
         return None
     result, displayed = checked(name, sub, options)
     if result.grader_error:
-        from .errors import GraderError
+        from .engine.errors import GraderError
         raise GraderError(result.message)
     if not result.passed:
         raise CheckFailed(result.message)
@@ -63,6 +63,6 @@ def check(name: str | None = None, **options):
 
 
 def grade_notebook(path, **kwargs):
-    """Grade one notebook file; see :func:`autograder.grade.grade_notebook`."""
-    from .grade import grade_notebook as _grade
+    """Grade one notebook file; see :func:`autograder.engine.grade.grade_notebook`."""
+    from .engine.grade import grade_notebook as _grade
     return _grade(path, **kwargs)

@@ -1,8 +1,8 @@
 import os
 import sys
 
-from . import pool
-from .cli import main
+from .engine import pool
+from .frontends.cli import main
 
 code = main()
 # Everything is written; skip the interpreter's teardown of torch and big tensors

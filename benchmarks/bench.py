@@ -103,9 +103,9 @@ class TreeMemory:
 
     def is_worker(self, pid: int) -> bool:
         """A spawned worker, or a process forked by a zygote (the zygote itself excluded)."""
-        return "autograder.worker" in self.cmd.get(pid, "") or (
-            "autograder.zygote" in self.cmd.get(pid, "")
-            and "autograder.zygote" in self.cmd.get(self.parent.get(pid, 0), ""))
+        return "autograder.engine.worker" in self.cmd.get(pid, "") or (
+            "autograder.engine.zygote" in self.cmd.get(pid, "")
+            and "autograder.engine.zygote" in self.cmd.get(self.parent.get(pid, 0), ""))
 
     def worker_peak(self) -> int:
         return max((rss for pid, rss in self.peak_by_pid.items() if self.is_worker(pid)), default=0)

@@ -616,8 +616,8 @@ def base_notebook(nb: dict, folder: Path, name: str):
     they compute, they are the slowest cells (the matmul timings run the three-loop
     version for seconds), and leaving them out can only make a mutant harder to kill
     (it can no longer run out of time in a demonstration)."""
-    from autograder.notebook import read_notebook
-    from autograder.release import solution_notebook
+    from autograder.engine.notebook import read_notebook
+    from autograder.frontends.release import solution_notebook
     nb = solution_notebook(nb)
     nb["cells"] = [c for c in nb["cells"] if c["cell_type"] != "code"
                    or c.get("metadata", {}).get("nbgrader", {}).get("grade_id")]
@@ -629,8 +629,9 @@ def base_notebook(nb: dict, folder: Path, name: str):
 def grade_base(base, limits) -> list[str]:
     """The exercises the unmutated solution notebook fails (must be none, or every mutant
     would look killed)."""
-    from autograder import checks
-    from autograder.grade import identify, open_submission
+    from autograder.engine.grade import catalogue
+    checks = catalogue()
+    from autograder.engine.grade import identify, open_submission
     with open_submission(base, limits) as sub:
         results = [checks.run_exercise(ex, sub) for ex in checks.NOTEBOOKS[identify(base)]]
     return [r.message.splitlines()[0] for r in results if not r.passed]
@@ -638,10 +639,11 @@ def grade_base(base, limits) -> list[str]:
 
 def grade_mutant(mutant: Mutant, base, limits) -> Mutant:
     """Grade one mutant, its own exercise first, stopping at the first failing exercise."""
-    from autograder import checks
-    from autograder.errors import GraderError
-    from autograder.grade import identify, open_submission
-    from autograder.notebook import Notebook
+    from autograder.engine.grade import catalogue
+    checks = catalogue()
+    from autograder.engine.errors import GraderError
+    from autograder.engine.grade import identify, open_submission
+    from autograder.engine.notebook import Notebook
     cells = [dataclasses.replace(c, source=mutant.source) if c.grade_id == mutant.grade_id else c
              for c in base.cells]
     nb = Notebook(base.path, cells, set(base.duplicated_ids))
@@ -667,9 +669,9 @@ def run(notebooks: list[str] | None = None, exercises: list[str] | None = None, 
         out=sys.stdout, progress=sys.stderr) -> tuple[list[Mutant], list[tuple]]:
     """Generate and grade the mutants; return them, and the listed equivalent mutants
     (of the notebooks and exercises graded) that no longer exist."""
-    from autograder import pool
-    from autograder.preflight import preflight
-    from autograder.sandbox import Limits
+    from autograder.engine import pool
+    from autograder.engine.preflight import preflight
+    from autograder.engine.sandbox import Limits
     limits = Limits(cell_timeout=CELL_TIMEOUT, notebook_timeout=NOTEBOOK_TIMEOUT)
     sources = solution_notebooks(notebooks)
     pool.prestart(jobs, limits, *pool.settings())

@@ -1,7 +1,7 @@
 """Run every statistical check of ``02_fully_connected`` and ``04_init_in_pytorch`` over many seeds.
 
 A check of random weights can only be statistical, so it has a false-alarm rate. The
-bounds in :mod:`autograder.stats` are derived to make that rate negligible; this script
+bounds in :mod:`autograder.engine.stats` are derived to make that rate negligible; this script
 measures it. For every case the grader judges (each init formula on each of
 ``INIT_CASES``, and the ``params`` exercise's w1 and w2) it draws correct weights
 ``torch.randn(n_in, n_out, generator=seeded) * sigma`` for each seed and counts how often
@@ -32,10 +32,10 @@ from typing import Callable
 
 import torch
 
-from autograder import stats
-from autograder.checks import init_pytorch
-from autograder.checks.fully_connected import INIT_CASES, INITS, N_PIXELS, W2_DRAWS, judge_weights
-from autograder.feedback import Fail
+from autograder.engine import stats
+from autograder.lessons.lesson8 import init_pytorch
+from autograder.lessons.lesson8.fully_connected import INIT_CASES, INITS, N_PIXELS, W2_DRAWS, judge_weights
+from autograder.engine.feedback import Fail
 
 __all__ = ["Case", "CASES", "VARIANTS", "sweep", "UNIFORM_VARIANTS", "sweep_init_pytorch", "main"]
 

@@ -16,6 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from autograder.engine import discovery
+
+# The catalogue of exercises, as every front end loads it (tests read it at import time).
+discovery.load()
+
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT, NOTEBOOK = "lesson8", "02_fully_connected"
 HIDDEN = re.compile(r"[^\n]*BEGIN HIDDEN TESTS.*?END HIDDEN TESTS[^\n]*\n?", re.S)

@@ -25,7 +25,7 @@ if CHROMIUM is None and os.environ.get("CI"):
     pytest.fail("CI must run the browser tests: setup.sh should have installed chromium", pytrace=False)
 needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
                                    "(setup.sh installs Debian's chromium where it can)")
-BLUE = (0x1F, 0x6F, 0xB4)       # autograder.figures.YOURS: the student's bars and lines
+BLUE = (0x1F, 0x6F, 0xB4)       # autograder.reports.figures.YOURS: the student's bars and lines
 
 
 def chromium(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

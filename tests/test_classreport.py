@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import classreport
+from autograder.reports import classreport
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBMISSIONS = ROOT / "tests" / "submissions"

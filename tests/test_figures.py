@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 import autograder
-from autograder import display, evidence
-from autograder.grade import result_for
-from autograder.submission import LocalSubmission
+from autograder.reports import cards as display
+from autograder.engine import evidence
+from autograder.engine.grade import result_for
+from autograder.engine.submission import LocalSubmission
 
 ASSIGNMENT, NOTEBOOK = "lesson8", "02_fully_connected"
 
@@ -70,7 +71,7 @@ def test_grade_does_not_import_matplotlib(tmp_path):
     code = ("import sys, autograder, torch, math\nns = {'__name__': '__main__', 'check': autograder.check}\n"
             "exec('import torch, math\\ndef init_simple(i, o):\\n    return torch.randn(i, o) / math.sqrt(i)\\n', ns)\n"
             "exec('check(\"init_simple\")', ns)\nprint('matplotlib' in sys.modules)\n"
-            "from autograder.cli import main\n"
+            "from autograder.frontends.cli import main\n"
             f"main(['grade', {str(ROOT / 'solutions' / 'lesson8' / '01_matmul.ipynb')!r}, '--quiet', "
             f"'--json', {str(tmp_path / 'out.json')!r}])\n"
             "print('matplotlib' in sys.modules)\n")
@@ -131,7 +132,7 @@ def html_escaped(text: str) -> str:
 def test_figures_escape_dollar_signs_and_render_each_kind():
     """Do the backward bars, the normalisation bars and the speed ladder render, and does a
     $ in a label stay literal text (no math mode)?"""
-    from autograder import figures
+    from autograder.reports import figures
     alt, uri = figures.gradients_figure({"inp.g": 1e-8, "w1.g": 0.5, "b1.g": None, "w2.g": "inf",
                                          "b2.g": 2e-9}, 1e-4)
     assert "w1.g 5.0e-01" in alt and "b1.g not set" in alt and uri.startswith("data:image/svg+xml;base64,")
@@ -153,7 +154,7 @@ def test_summary_lists_every_exercise_of_the_notebook(capsys):
     assert out[0].startswith("02_fully_connected: ")
     assert any(line.startswith("  [PASS] 2/2  lin · ") for line in out)
     assert any("[FAIL]" in line and "get_data" in line for line in out)
-    assert len(out) == 1 + len(autograder.checks.NOTEBOOKS["02_fully_connected"])
+    assert len(out) == 1 + len(autograder.engine.registry.NOTEBOOKS["02_fully_connected"])
 
 
 # ----------------------------------------------------------------------------- a real kernel
@@ -164,7 +165,7 @@ def test_real_kernel_shows_figures_and_keeps_the_plain_text(tmp_path):
     grader's message, and does a failing check still raise?"""
     import nbformat
     from nbclient import NotebookClient
-    from autograder.grade import grade_notebook
+    from autograder.engine.grade import grade_notebook
     nb_json = with_mistakes(json.loads(SOLUTION.read_text()))
     path = tmp_path / "02_fully_connected.ipynb"
     path.write_text(json.dumps(nb_json))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import checks
+from autograder.engine import registry as checks
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

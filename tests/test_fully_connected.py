@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 import autograder
-from autograder.checks import NOTEBOOKS
-from autograder.grade import grade_notebook
-from autograder.report import NotebookReport
+from autograder.engine.registry import NOTEBOOKS
+from autograder.engine.grade import grade_notebook
+from autograder.engine.report import NotebookReport
 
 pytestmark = pytest.mark.slow
 
@@ -282,7 +282,7 @@ def test_instant_check_catches_in_place_relu():
 def test_correct_data_is_judged_on_sampled_rows(monkeypatch):
     """Do a correct get_data and normalize_data pass on grader-chosen rows alone, without
     the full 190 MB transfer that only a failure needs (to explain itself)?"""
-    from autograder.checks import fully_connected as fc
+    from autograder.lessons.lesson8 import fully_connected as fc
 
     real_call = fc.call
 

@@ -1,7 +1,7 @@
 """The checks of ``04_init_in_pytorch`` (fans, gain, kaiming_uniform_, PyTorch's default
 init, the conv-stack experiment), and the statistics they stand on.
 
-* Fast tests: the tolerances in :mod:`autograder.stats` and the judgement of uniform
+* Fast tests: the tolerances in :mod:`autograder.engine.stats` and the judgement of uniform
   weights, on draws made here.
 * Slow tests grade real notebooks: the source earns every point, the release stubs say
   "not implemented yet", ``tests/submissions/04_init_in_pytorch-pass-*.ipynb`` pass, and each
@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from autograder import stats
-from autograder.checks import NOTEBOOKS
-from autograder.checks.init_pytorch import judge_uniform, script, scripted_counts, uniform_judgement
-from autograder.feedback import Fail
-from autograder.grade import grade_notebook
+from autograder.engine import stats
+from autograder.engine.registry import NOTEBOOKS
+from autograder.lessons.lesson8.init_pytorch import judge_uniform, script, scripted_counts, uniform_judgement
+from autograder.engine.feedback import Fail
+from autograder.engine.grade import grade_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NB = "04_init_in_pytorch"

@@ -1,6 +1,6 @@
 """End-to-end tests for the matmul (01) and backward-pass (03) notebooks.
 
-Each notebook is graded for real with :func:`autograder.grade.grade_notebook`: the source
+Each notebook is graded for real with :func:`autograder.engine.grade.grade_notebook`: the source
 notebooks (with solutions) must pass every exercise, their released-style stubs must fail
 every exercise as "not implemented yet", and every known-bad submission under
 ``tests/submissions/`` named ``<notebook>-fail-<exercise>-<what>.ipynb`` must fail exactly
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.grade import grade_notebook
-from autograder.report import NotebookReport
+from autograder.engine.grade import grade_notebook
+from autograder.engine.report import NotebookReport
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = REPO / "assignments" / "lesson8"

@@ -115,7 +115,7 @@ def test_generator_leaves_the_scaffold_alone():
 
 def test_every_listed_equivalent_mutant_has_a_reason():
     """Does every entry of EQUIVALENT name a notebook and an exercise of the kit, and say why?"""
-    from autograder.checks import EXERCISES
+    from autograder.engine.registry import EXERCISES
     m = load_mutants()
     listed = {**m.EQUIVALENT, **m.EQUIVALENT_VARIABLES}
     for (notebook, grade_id, before, after), reason in listed.items():
@@ -136,7 +136,7 @@ def test_an_invisible_change_is_reported_as_a_survivor(tmp_path, monkeypatch):
     """Is a mutant the checks cannot tell apart (here: zeros -> ones in a version that
     overwrites every entry) reported as a survivor once it is not listed as equivalent,
     and as equivalent while it is?"""
-    from autograder.sandbox import Limits
+    from autograder.engine.sandbox import Limits
     m = load_mutants()
     mutant = _mutant("01_matmul", "matmul_elementwise", "c = torch.zeros(ar, bc)", "c = torch.ones(ar, bc)")
     nb = m.solution_notebooks(["01_matmul"])["01_matmul"]
@@ -154,7 +154,7 @@ def test_a_visible_change_is_killed_by_its_exercise(tmp_path, monkeypatch):
     """Is a mutant that breaks the exercise (the running total of three loops assigned
     instead of added) killed, by that exercise, with its message; and were it listed as
     equivalent, would the run say that a listed equivalent mutant failed?"""
-    from autograder.sandbox import Limits
+    from autograder.engine.sandbox import Limits
     m = load_mutants()
     mutant = _mutant("01_matmul", "matmul_loops", "c[i, j] += a[i, k] * b[k, j]", "c[i, j] = a[i, k] * b[k, j]")
     nb = m.solution_notebooks(["01_matmul"])["01_matmul"]

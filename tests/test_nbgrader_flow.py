@@ -244,7 +244,7 @@ def test_export_matches_gradebook(graded_class):
 
 @pytest.mark.slow
 def test_test_cells_get_one_teaching_output(graded_class):
-    from autograder.display import MIME
+    from autograder.reports.cards import MIME
     carol = graded_class["autograded"]["carol"]
     outputs = [o for o in cell_by_id(carol, "test_lin")["outputs"] if o["output_type"] != "display_data"]
     assert len(outputs) == 1 and outputs[0]["output_type"] == "error"
@@ -324,7 +324,7 @@ def test_force_regrade_leaves_no_stale_score(graded_class):
 
 # ----------------------------------------------------------------------------- the plugin's parts
 def test_split_hidden():
-    from autograder.nbgrader_plugin import split_hidden
+    from autograder.frontends.nbgrader.plugin import split_hidden
     visible, hidden = split_hidden('check("lin")\n### BEGIN HIDDEN TESTS\ncheck("lin", seed=1)\n'
                                    '### END HIDDEN TESTS\nprint("after")\n')
     assert visible == 'check("lin")\nprint("after")\n'
@@ -342,7 +342,7 @@ def _test_cell(src: str):
 
 def test_test_cell_outputs(monkeypatch):
     import autograder
-    from autograder.nbgrader_plugin import SandboxGrade
+    from autograder.frontends.nbgrader.plugin import SandboxGrade
 
     def fake_check(name, **options):
         print("noise", file=sys.stderr)
@@ -368,7 +368,7 @@ def test_test_cell_outputs(monkeypatch):
     assert "wrong for the hidden case" not in json.dumps(generic)
 
     # Broken test code is the grader's fault: no output (no score), a GraderError to log.
-    from autograder.errors import GraderError
+    from autograder.engine.errors import GraderError
     with pytest.raises(GraderError, match="hidden code of test cell test_x raised NameError"):
         grader._run_test(_test_cell('check("x")\n### BEGIN HIDDEN TESTS\nsecret_name(1)\n'
                                     '### END HIDDEN TESTS'))
@@ -378,8 +378,8 @@ def test_a_grader_error_in_a_check_is_raised_not_scored(monkeypatch):
     """Does a check the grader could not run raise GraderError out of the test cell,
     instead of becoming an error output that nbgrader would score 0?"""
     import autograder
-    from autograder.errors import GraderError
-    from autograder.nbgrader_plugin import SandboxGrade
+    from autograder.engine.errors import GraderError
+    from autograder.frontends.nbgrader.plugin import SandboxGrade
 
     def failing_check(name, **options):
         raise GraderError("the grader could not load its references", "Run the preflight")
@@ -394,7 +394,7 @@ def test_test_cells_in_threads_keep_their_own_output(monkeypatch):
     output (the process has one sys.stdout)?"""
     import threading
     import autograder
-    from autograder.nbgrader_plugin import SandboxGrade
+    from autograder.frontends.nbgrader.plugin import SandboxGrade
 
     barrier = threading.Barrier(2)
 
@@ -423,7 +423,7 @@ def test_test_cells_in_threads_keep_their_own_output(monkeypatch):
 
 def test_scrub_hidden_feedback():
     from nbformat.v4 import new_output
-    from autograder.nbgrader_plugin import ScrubHiddenFeedback
+    from autograder.frontends.nbgrader.plugin import ScrubHiddenFeedback
     cell = _test_cell('check("x")\n### BEGIN HIDDEN TESTS\ncheck("x", seed=99)\n### END HIDDEN TESTS')
     cell.outputs = [new_output("error", ename="AssertionError", evalue="boom",
                                traceback=["Traceback", '----> 3 check("x", seed=99)', "boom"]),
@@ -434,7 +434,7 @@ def test_scrub_hidden_feedback():
 
 
 def test_offline_feedback_strips_external_assets():
-    from autograder.nbgrader_plugin import _EXTERNAL
+    from autograder.frontends.nbgrader.plugin import _EXTERNAL
     page = ('<head><script src="https://cdn.example/mathjax.js"> </script>'
             '<link rel="stylesheet" href="//cdn.example/x.css"><script>local()</script>'
             '<style>a{}</style></head><a href="https://example.org">a link</a>')
@@ -443,7 +443,7 @@ def test_offline_feedback_strips_external_assets():
 
 
 def test_unreadable_notebook_becomes_empty_with_a_note(tmp_path):
-    from autograder.nbgrader_plugin import SafeNotebookExporter
+    from autograder.frontends.nbgrader.plugin import SafeNotebookExporter
     path = tmp_path / "nb.ipynb"
     path.write_text('{"cells": [')
     body, _ = SafeNotebookExporter().from_filename(str(path))
@@ -478,7 +478,7 @@ def test_check_cell_metadata_once_rejects_what_nbgrader_rejects(bad):
     the same cell's valid metadata was remembered."""
     from nbgrader.preprocessors import CheckCellMetadata
 
-    from autograder.nbgrader_plugin import CheckCellMetadataOnce
+    from autograder.frontends.nbgrader.plugin import CheckCellMetadataOnce
     ok = _metadata_notebook(("code", GOOD))
     for preprocessor in (CheckCellMetadata(), CheckCellMetadataOnce()):
         preprocessor.preprocess(copy.deepcopy(ok), {})          # valid: no error, remembered
@@ -493,7 +493,7 @@ def test_check_cell_metadata_once_rejects_what_nbgrader_rejects(bad):
 
 
 def test_check_cell_metadata_once_remembers_only_what_validated(caplog):
-    from autograder.nbgrader_plugin import CheckCellMetadataOnce, _RememberingValidator
+    from autograder.frontends.nbgrader.plugin import CheckCellMetadataOnce, _RememberingValidator
     meta = {**GOOD, "grade_id": "test_remembered"}
     CheckCellMetadataOnce().preprocess(_metadata_notebook(("code", meta)), {})
     assert ("code", json.dumps(meta, sort_keys=True)) in _RememberingValidator.valid

@@ -139,7 +139,7 @@ import time as _time
 def _change_later_submission(**kwargs):
     # nbgrader calls this before each student; on the first, wait until zed's notebook is
     # graded ahead, then replace it (the release, 0 points) with the solution.
-    from autograder import nbgrader_ahead
+    from autograder.frontends.nbgrader import ahead as nbgrader_ahead
     run = nbgrader_ahead.current()
     if run is None or _change_later_submission.done:
         return

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from autograder import pool
-from autograder.codec import MISSING
-from autograder.sandbox import Limits
-from autograder.session import Session
+from autograder.engine import pool
+from autograder.engine.codec import MISSING
+from autograder.engine.sandbox import Limits
+from autograder.engine.session import Session
 
 LIMITS = Limits(cell_timeout=30)
 

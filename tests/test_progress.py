@@ -6,8 +6,8 @@ import io
 import logging
 import sys
 
-from autograder.progress import Progress, log_around
-from autograder.report import ExerciseResult, NotebookReport
+from autograder.reports.progress import Progress, log_around
+from autograder.engine.report import ExerciseResult, NotebookReport
 
 
 class Terminal(io.StringIO):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.release import build_solutions
+from autograder.frontends.release import build_solutions
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = str(Path(sys.executable).parent)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.progress import Progress, clock_text, wanted
-from autograder.report import ExerciseResult, NotebookReport
+from autograder.reports.progress import Progress, clock_text, wanted
+from autograder.engine.report import ExerciseResult, NotebookReport
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "lesson8" / "02_fully_connected.ipynb"
@@ -190,7 +190,7 @@ def test_cluster_reports_come_back_in_input_order(runs):
 def test_a_worker_that_cannot_confine_says_so():
     """Does a worker machine without confinement say so in the report it sends back, under
     the notebook's own file name?"""
-    code = ("import json, sys; from autograder.cluster import grade_bytes; "
+    code = ("import json, sys; from autograder.frontends.dask import grade_bytes; "
             "print(json.dumps(grade_bytes('stub.ipynb', sys.stdin.buffer.read(), {})))")
     proc = subprocess.run([sys.executable, "-c", code], input=RELEASE.read_bytes(), cwd=ROOT,
                           capture_output=True, timeout=300,

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from autograder import pool, session
-from autograder.cli import exit_status
-from autograder.grade import grade_notebook
-from autograder.preflight import forget
-from autograder.sandbox import Limits
+from autograder.engine import pool, session
+from autograder.frontends.cli import exit_status
+from autograder.engine.grade import grade_notebook
+from autograder.engine.preflight import forget
+from autograder.engine.sandbox import Limits
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions" / "lesson8"
@@ -179,7 +179,7 @@ def test_a_crash_is_the_graders_when_the_canary_fails_too(tmp_path, monkeypatch)
 def test_a_bug_in_a_check_is_a_grader_error_that_blames_nobody(monkeypatch):
     """Does an exception inside a check become a grader error whose message never says
     "your code" or hints at os._exit?"""
-    from autograder import checks
+    from autograder.engine import registry as checks
     ex = checks.EXERCISES["matmul_loops"]
 
     def buggy(sub, **kwargs):
@@ -205,8 +205,8 @@ def test_grader_modules_are_out_of_reach_of_student_code():
         "from autograder import check\n"
         "from autograder.data import mnist_path\n"
         "found = []\n"
-        "for name in ('autograder.checks', 'autograder.checks.fully_connected', 'autograder.grade',\n"
-        "             'autograder.feedback', 'autograder.stats'):\n"
+        "for name in ('autograder.engine.registry', 'autograder.lessons.lesson8.fully_connected', 'autograder.engine.grade',\n"
+        "             'autograder.engine.feedback', 'autograder.engine.stats'):\n"
         "    try:\n"
         "        importlib.import_module(name)\n"
         "        found.append(name)\n"
@@ -222,7 +222,7 @@ def test_grader_modules_are_out_of_reach_of_student_code():
         got = s.get("found", "message", "loaded", "loader", "path")
     assert got["found"] == []
     assert "grader's own code" in got["message"]
-    assert not any(n.startswith(("autograder.checks", "autograder.grade")) for n in got["loaded"])
+    assert not any(n.startswith(("autograder.engine.registry", "autograder.engine.grade")) for n in got["loaded"])
     assert got["loader"] is False
     assert got["path"].endswith("mnist.pkl.gz")
 
@@ -230,7 +230,7 @@ def test_grader_modules_are_out_of_reach_of_student_code():
 def test_exit_status_contract():
     """Is the exit status 3 for a grader error, 2 for an unreadable file, 1 for a failed
     exercise and 0 when all passed, the most serious winning?"""
-    from autograder.report import ExerciseResult, NotebookReport
+    from autograder.engine.report import ExerciseResult, NotebookReport
     ok = NotebookReport("a", [ExerciseResult("x", True, 1, 1, "")])
     failed = NotebookReport("b", [ExerciseResult("x", False, 0, 1, "")])
     unreadable = NotebookReport("c", error="not JSON")
@@ -245,7 +245,7 @@ def test_exit_status_contract():
 def test_a_bug_outside_the_checks_is_a_grader_failure(monkeypatch):
     """Does an exception in the grader's own machinery (here, while running the cells)
     become a grader failure of that notebook instead of crashing the whole run?"""
-    from autograder import submission
+    from autograder.engine import submission
 
     def broken(self):
         raise ValueError("the grader's bug")
@@ -259,9 +259,9 @@ def test_a_bug_outside_the_checks_is_a_grader_failure(monkeypatch):
 def test_kit_rule_reads_module_names_not_prose():
     """Does the kit rule catch the kit named in an import string, but not a sentence that
     happens to contain the word?"""
-    from autograder import static
-    from autograder.checks import KIT_RULE
+    from autograder.engine import static
+    from autograder.engine.registry import KIT_RULE
     table = static.aliases("from autograder import check\nfrom autograder.data import mnist_path\n")
-    assert static.find_banned("def f():\n    return __import__('autograder.checks')", KIT_RULE, table)
+    assert static.find_banned("def f():\n    return __import__('autograder.engine.registry')", KIT_RULE, table)
     assert static.find_banned("def f():\n    return mnist_path(), check", KIT_RULE, table) == []
     assert static.find_banned("def f():\n    print('the autograder is strict')", KIT_RULE, table) == []

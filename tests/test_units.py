@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import static
-from autograder.checks.fully_connected import FROM_SCRATCH
-from autograder.codec import MISSING, NumpyArray, Opaque, ProtocolError, decode, encode, recv, send
-from autograder.notebook import NotebookError, read_notebook
-from autograder.stats import (
+from autograder.engine import static
+from autograder.lessons.lesson8.fully_connected import FROM_SCRATCH
+from autograder.engine.codec import MISSING, NumpyArray, Opaque, ProtocolError, decode, encode, recv, send
+from autograder.engine.notebook import NotebookError, read_notebook
+from autograder.engine.stats import (
     chi2_quantile,
     kurtosis_z,
     normal_quantile,
@@ -402,8 +402,8 @@ def test_weight_stats_and_kurtosis():
 
 def judged(w, n_in, n_out, sigma) -> str | None:
     """The Fail message judge_weights gives ``w`` (None when it passes)."""
-    from autograder.checks.fully_connected import judge_weights
-    from autograder.feedback import Fail
+    from autograder.lessons.lesson8.fully_connected import judge_weights
+    from autograder.engine.feedback import Fail
     try:
         judge_weights("w", w, n_in, n_out, sigma, "formula")
     except Fail as fail:
@@ -572,7 +572,7 @@ def test_source_notebook_reads(tmp_path):
 
 def test_grading_a_damaged_file_reports_instead_of_raising(tmp_path):
     """Does grade_notebook on a damaged file return a report with the one-line error (no worker)?"""
-    from autograder.grade import grade_notebook
+    from autograder.engine.grade import grade_notebook
     report = grade_notebook(write(tmp_path, '{"cells": ['))
     assert report.exercises == [] and "truncated" in report.error and not report.passed
     foreign = grade_notebook(write(tmp_path, nb_json(cells=[{"cell_type": "code", "source": "1",
@@ -582,7 +582,7 @@ def test_grading_a_damaged_file_reports_instead_of_raising(tmp_path):
 
 def test_magics_are_made_harmless_outside_ipython():
     """Do %time lines run their statement once, and other magics or shell lines do nothing?"""
-    from autograder.executor import transform_magics
+    from autograder.engine.executor import transform_magics
     assert transform_magics("%time y = f(x)\n  %timeit -n 3 g()\n!ls\n%%capture\nz = 2") == \
         "y = f(x)\n  pass\npass\npass\nz = 2"
 
@@ -595,7 +595,7 @@ def test_static_parse_survives_threads_parsing_at_once():
     import threading
     import time
 
-    from autograder import static
+    from autograder.engine import static
 
     source = "\n".join(f"def f{i}(x):\n    return [y * {i} for y in range(x) if y % 3] + [{{'a': (1, [2])}}]"
                        for i in range(300))

@@ -17,10 +17,10 @@ from xml.etree import ElementTree
 
 import pytest
 
-from autograder.grade import grade_notebook
-from autograder import sandbox
-from autograder.sandbox import Limits, confinement
-from autograder.session import Session
+from autograder.engine.grade import grade_notebook
+from autograder.engine import sandbox
+from autograder.engine.sandbox import Limits, confinement
+from autograder.engine.session import Session
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +62,9 @@ SUBMISSIONS = {
                                                "def lin(x, w, b):\n    return Liar()\n"),
                     {"lin": "should be a tensor"}),
     "patches-the-grader": (lambda: _append(_set(_nb(), "relu", "def relu(x):\n    return x\n"), "relu",
-                                           "import autograder, autograder.checks, autograder.feedback\n"
-                                           "autograder.checks.run_exercise = lambda *a, **k: None\n"
-                                           "autograder.feedback.close = lambda *a, **k: True\n"),
+                                           "import autograder, autograder.engine.registry, autograder.engine.feedback\n"
+                                           "autograder.engine.registry.run_exercise = lambda *a, **k: None\n"
+                                           "autograder.engine.feedback.close = lambda *a, **k: True\n"),
                            {"relu": "grader's own code"}),   # and the patch could not reach the grader anyway
     "os-exit-in-relu": (lambda: _set(_nb(), "relu", "import os\ndef relu(x):\n    os._exit(3)\n"),
                         {"relu": "stopped"}),

@@ -13,10 +13,10 @@ import textwrap
 
 import pytest
 
-from autograder import pool
-from autograder.codec import MISSING
-from autograder.sandbox import Limits
-from autograder.session import Session
+from autograder.engine import pool
+from autograder.engine.codec import MISSING
+from autograder.engine.sandbox import Limits
+from autograder.engine.session import Session
 
 LIMITS = Limits(cell_timeout=30)
 

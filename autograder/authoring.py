@@ -1,0 +1,131 @@
+"""The authoring API: everything a lesson's checks may use, and nothing else.
+
+A *lesson* is a Python package (installed, or a local folder) that declares one
+:class:`Lesson` object and its exercises. The engine finds it (see
+:mod:`autograder.engine.discovery`), runs the student's notebook in a confined worker,
+and calls each exercise's check with a :class:`Submission`. Every front end (the command
+line, pytest, ``check()`` in Jupyter, nbgrader, Dask, the class report, the author's
+self-test) grades a discovered lesson with no change to the kit. ``docs/authoring.md``
+walks through writing one exercise end to end; this module's docstrings are the reference.
+
+Declaring a lesson and an exercise::
+
+    from autograder.authoring import Fail, Lesson, Rule, call, require_tensor
+
+    lesson = Lesson("mylesson", title="Dot products")
+    NB = "01_dot"                                   # the notebook's file stem
+
+    @lesson.exercise(NB, "dot", 2, "dot(a, b)",     # grade_id, points, the call shown
+                     rule=Rule(prefixes=("torch.dot",), methods=("dot",)),
+                     rule_hint="Multiply elementwise and sum: that is the exercise.")
+    def check_dot(sub):
+        got = require_tensor(call(sub, "dot(a, b)", "dot", a, b).result, "dot(a, b)")
+        if not torch.allclose(got, a @ b):
+            raise Fail("dot(a, b): the result has the wrong value.", hint="...")
+
+A check raises :class:`Fail` (the student's mistake, with a teaching message and a hint)
+or returns (the exercise passes). Anything else it raises is the grader's own bug and is
+reported as a *grader error*, never as the student's zero. Before a check runs, the
+engine has already failed the exercise when its cell is missing, still raises
+``NotImplementedError`` ("not implemented yet"), crashed, timed out, or uses what the
+exercise's :class:`Rule` bans.
+
+The packaging: declare the lesson object in the entry-point group
+``foundations_autograder.lessons`` (``mylesson = "mypkg.lesson:lesson"``), or name its
+folder with ``--lesson PATH`` / ``AUTOGRADER_LESSONS`` / ``c.SandboxGrade.lessons``.
+"""
+
+from __future__ import annotations
+
+from .data import load_mnist_tensors, mnist_path
+from .engine.codec import MISSING, NumpyArray, Opaque
+from .engine.evidence import active as figures_active
+from .engine.evidence import compared as record_compared
+from .engine.evidence import gradient as record_gradient
+from .engine.evidence import weights as record_weights
+from .engine.feedback import (
+                              Fail,
+                              NotImplementedYet,
+                              close,
+                              describe,
+                              difference,
+                              require_tensor,
+                              shape_str,
+)
+from .engine.registry import (
+                              Called,
+                              Exercise,
+                              Lesson,
+                              LessonError,
+                              call,
+                              cell_error,
+                              fail_on_error,
+                              require_named_squeeze,
+)
+from .engine.session import CellRun, Evaluation
+from .engine.static import Finding, Rule, aliases, find_banned, parse
+from .engine.stats import (
+                              ALPHA,
+                              Bounds,
+                              bernstein_halfwidth,
+                              binomial_acceptance,
+                              binomial_cdf,
+                              binomial_sf,
+                              chi2_quantile,
+                              normal_quantile,
+                              proportion_interval,
+                              violations,
+                              weight_bounds,
+                              weight_stats,
+)
+from .engine.submission import Submission
+
+__all__ = [
+    # declaring a lesson
+    "Lesson", "Exercise", "LessonError", "Rule",
+    # what a check receives and how it calls the student's code
+    "Submission", "CellRun", "Evaluation", "call", "Called", "MISSING", "NumpyArray", "Opaque",
+    # failing with a teaching message
+    "Fail", "NotImplementedYet", "fail_on_error", "cell_error", "require_tensor",
+    "require_named_squeeze", "describe", "difference", "close", "shape_str",
+    # reading the student's source
+    "find_banned", "aliases", "parse", "Finding",
+    # tolerances from sampling distributions
+    "ALPHA", "Bounds", "normal_quantile", "chi2_quantile", "weight_bounds", "weight_stats",
+    "violations", "bernstein_halfwidth", "binomial_cdf", "binomial_sf", "binomial_acceptance",
+    "proportion_interval",
+    # the few numbers the figures are drawn from
+    "figures_active", "record_weights", "record_compared", "record_gradient",
+    # the data the engine serves to workers
+    "mnist_path", "load_mnist_tensors",
+]
+
+# The reference, one line per name (the objects' own docstrings say the rest):
+#
+# Lesson(name, title=)            a lesson; .exercise(notebook, grade_id, points, title, rule=,
+#                                 rule_hint=, reruns=, defines=) declares a check function
+#                                 check(sub, **options); .prefetch(notebook) a function that
+#                                 loads the notebook's references ahead of the checks (run once,
+#                                 in a thread, while the student's cells run); .figure_extra(
+#                                 *grade_ids) a function fn(grade_id, sub, seen) that adds to
+#                                 the figure data after grading (never changes a result).
+# Rule(prefixes=, methods=, ...)  what an exercise's solution cell may not use: checked on the
+#                                 source (with line numbers) before the check runs.
+# Submission                      sub.evaluate(code, inputs=, outputs=, overrides=,
+#                                 definitions=, seed=) runs code in the student's namespace in
+#                                 the worker and returns an Evaluation (values decoded as plain
+#                                 data and tensors; error; stdout); sub.get(*names) the globals;
+#                                 sub.source(grade_id) a cell's source; sub.cell_run(grade_id)
+#                                 how the cell ran (CellRun: status ok/error/timeout/crashed);
+#                                 sub.all_source() the whole notebook's code.
+# call(sub, title, fn, *args)     calls the student's fn(*args) in the worker; raises Fail with
+#                                 the student's traceback when it raises or times out, and
+#                                 NotImplementedYet for a stub. .result, .args (after the call).
+# Fail(headline, *lines, hint=)   the student's mistake: which function, what was checked,
+#                                 expected against got as summaries, one hint.
+# require_tensor, describe,       summaries of values for messages (shape, dtype, mean/std,
+# difference, close, shape_str    first mismatch, largest difference), never whole tensors.
+# stats (ALPHA, weight_bounds,    tolerances derived from sampling distributions at a
+# binomial_acceptance, ...)       false-alarm probability ALPHA per bound.
+# record_* / figures_active       keep a few numbers for the figures, only when someone will
+#                                 draw them (check() in Jupyter, nbgrader feedback).

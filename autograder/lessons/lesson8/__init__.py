@@ -1,0 +1,15 @@
+"""Lesson 8 of "deep learning from the foundations": a fully connected network from scratch.
+
+Notebooks (sources in ``assignments/lesson8/``, released in ``release/lesson8/``):
+``01_matmul``, ``02_fully_connected``, ``03_backward`` (with the ``Module`` refactor) and
+``04_init_in_pytorch``. Each module here holds one notebook's checks; ``extras`` holds
+what its figures need beyond the checks. Declared in ``pyproject.toml`` under the
+``foundations_autograder.lessons`` entry-point group, as any lesson is.
+"""
+
+from ...authoring import Lesson
+
+lesson = Lesson("lesson8", title="A fully connected network from scratch, on MNIST")
+
+# Each module declares its notebook's exercises on ``lesson``.
+from . import matmul, fully_connected, backward, module, init_pytorch, extras  # noqa: E402,F401,I001
