@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 
-__all__ = ["check", "grade_notebook", "CheckFailed"]
+__all__ = ["check", "grade_notebook", "add_lessons", "CheckFailed"]
 __version__ = "0.1.0"
 
 
@@ -66,3 +66,13 @@ def grade_notebook(path, **kwargs):
     """Grade one notebook file; see :func:`autograder.engine.grade.grade_notebook`."""
     from .engine.grade import grade_notebook as _grade
     return _grade(path, **kwargs)
+
+
+def add_lessons(*paths) -> None:
+    """Also grade with the lessons in these folders (not installed), in this process.
+
+    The same as ``AUTOGRADER_LESSONS`` or the command line's ``--lesson PATH``: for a
+    notebook whose exercises come from a lesson an instructor handed out as a folder.
+    """
+    from .engine import discovery
+    discovery.add_paths(paths)

@@ -128,8 +128,11 @@ def exit_status(reports: list[NotebookReport]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0])
+    lessons = argparse.ArgumentParser(add_help=False)
+    lessons.add_argument("--lesson", action="append", default=[], metavar="PATH",
+                         help="also use the lesson in this folder (not installed; repeatable)")
     sub = parser.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("grade", help="grade notebooks and print a report per exercise")
+    g = sub.add_parser("grade", help="grade notebooks and print a report per exercise", parents=[lessons])
     g.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     g.add_argument("--json", dest="json_path", metavar="FILE", help="write one JSON report per notebook")
     g.add_argument("--jobs", type=int, default=1, metavar="N", help="grade N notebooks at once")
@@ -142,16 +145,25 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("-q", "--quiet", action="store_true",
                    help="only the first line of each message, and no progress bar")
     g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    sub.add_parser("preflight", help="check that this machine can grade (data, workers, references)")
+    sub.add_parser("preflight", help="check that this machine can grade (data, workers, references)",
+                   parents=[lessons])
     s = sub.add_parser("solutions", help="regenerate solutions/ from assignments/ (hidden tests removed)")
     s.add_argument("--check", action="store_true", help="only report whether solutions/ is current")
-    r = sub.add_parser("report", help="a class report from `grade --json` files or nbgrader's gradebook")
+    r = sub.add_parser("report", help="a class report from `grade --json` files or nbgrader's gradebook",
+                       parents=[lessons])
     r.add_argument("json_files", nargs="*", metavar="CLASS.json")
     r.add_argument("--html", metavar="OUT.html", help="write one self-contained page instead of text")
     r.add_argument("--gradebook", metavar="DB", help="read nbgrader's gradebook.db instead of JSON")
     r.add_argument("--assignment", metavar="NAME", help="the assignment, with --gradebook")
     args = parser.parse_args(argv)
 
+    try:
+        from ..engine import discovery
+        discovery.add_paths(getattr(args, "lesson", []))
+        discovery.load()
+    except GraderError as exc:          # a broken or clashing lesson: nobody is graded
+        print(f"grader error: nobody was graded: {exc}", file=sys.stderr)
+        return EXIT_GRADER_ERROR
     if args.command == "report":
         from ..reports.classreport import main as report
         return report(args.json_files, html=args.html, gradebook=args.gradebook, assignment=args.assignment)

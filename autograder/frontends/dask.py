@@ -10,6 +10,7 @@ package (same version) and the lesson's data, as for local grading.
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 import time
@@ -34,7 +35,7 @@ class ClusterError(Exception):
     """The cluster cannot be used at all; the message is one line for the command line."""
 
 
-def grade_bytes(name: str, data: bytes, limits: dict) -> dict:
+def grade_bytes(name: str, data: bytes, limits: dict, lessons: tuple[str, ...] = ()) -> dict:
     """Runs on a worker: grade one notebook's bytes on that machine, return plain data.
 
     The worker process's first task runs the preflight (remembered for the next ones); when
@@ -42,8 +43,10 @@ def grade_bytes(name: str, data: bytes, limits: dict) -> dict:
     from ..engine.errors import GraderError
     from ..engine.grade import grade_notebook
     from ..engine.preflight import preflight
+    from ..engine import discovery
     start = time.monotonic()
     try:
+        discovery.add_paths(lessons)    # local lesson folders: the same path on every machine
         preflight(Limits(**limits))
     except GraderError as exc:
         report = NotebookReport(name, grader_failure=f"on {socket.gethostname()}: {exc}")
@@ -54,6 +57,12 @@ def grade_bytes(name: str, data: bytes, limits: dict) -> dict:
         report = grade_notebook(path, limits=Limits(**limits))
     where = f"on {socket.gethostname()}: {report.confinement}" if report.confinement else ""
     return {**report.as_json(), "confinement": where, "seconds": time.monotonic() - start}
+
+
+def local_lessons() -> tuple[str, ...]:
+    """The local lesson folders this process uses (installed lessons travel as packages)."""
+    from ..engine.discovery import ENV
+    return tuple(p for p in os.environ.get(ENV, "").split(os.pathsep) if p)
 
 
 def _rebuild(notebook: str, data: dict) -> NotebookReport:
@@ -111,7 +120,7 @@ class Cluster:
             warnings.filterwarnings("ignore", message="Sending large graph")
             futures = self.client.map(grade_bytes, [p.name for _, p, _ in sent],
                                       [d for _, _, d in sent], [asdict(limits)] * len(sent),
-                                      pure=False)
+                                      [local_lessons()] * len(sent), pure=False)
         yield from unreadable
         where = {f.key: (i, str(path)) for f, (i, path, _) in zip(futures, sent)}
         for future in as_completed(futures, loop=self.client.loop):

@@ -22,6 +22,8 @@ def pytest_addoption(parser):
     group = parser.getgroup("autograder", "grading lesson notebooks")
     group.addoption("--notebook", action="append", default=[], metavar="PATH",
                     help="grade this notebook (repeatable); default: the released notebooks")
+    group.addoption("--lesson", action="append", default=[], metavar="PATH",
+                    help="also use the lesson in this folder (not installed; repeatable)")
 
 
 def _paths(config) -> list[Path]:
@@ -32,6 +34,9 @@ def pytest_configure(config):
     """Start the zygote (or a spare worker) as early as possible: it imports torch and
     maps MNIST while this process collects and imports torch itself."""
     paths = _paths(config)
+    if config.getoption("lesson"):
+        from autograder.engine import discovery
+        discovery.add_paths(config.getoption("lesson"))
     if paths:
         from autograder.engine import pool
         from autograder.engine.sandbox import Limits

@@ -84,6 +84,7 @@ def begin(converter, grader_class, *, forget_cells, content_key, read_submission
     # imports torch and the checks for the preflight.
     pool.prestart(grader.worker_count(), grader.limits, *pool.settings())
     try:
+        grader.use_lessons()
         preflight(grader.limits)
     except GraderError as exc:
         converter.log.error("Grader error, nobody was graded: %s", exc)

@@ -56,7 +56,7 @@ from nbformat.v4 import new_markdown_cell, new_notebook, new_output
 from nbgrader import utils
 from nbgrader.nbgraderformat import MetadataValidator, ValidationError
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Bool, Float, Integer, Unicode
+from traitlets import Bool, Float, Integer, List, Unicode
 
 from ...engine.report import ExerciseResult, NotebookReport
 
@@ -267,6 +267,15 @@ class SandboxGrade(NbGraderPreprocessor):
                                    ).tag(config=True)
     begin_hidden = Unicode(BEGIN_HIDDEN).tag(config=True)
     end_hidden = Unicode(END_HIDDEN).tag(config=True)
+    lessons = List(Unicode(), help="Local lesson folders (not installed) to grade with, besides "
+                                   "the installed lessons; relative paths are read from the "
+                                   "directory nbgrader runs in.").tag(config=True)
+
+    def use_lessons(self) -> None:
+        """Install the configured local lessons (a LessonError is a GraderError)."""
+        from ...engine import discovery
+        discovery.add_paths(self.lessons)
+        discovery.load()
 
     @property
     def limits(self):
@@ -284,6 +293,7 @@ class SandboxGrade(NbGraderPreprocessor):
         info = resources.get("nbgrader", {})
         name = (resources.get("metadata") or {}).get("name") or "notebook"
         try:
+            self.use_lessons()
             preflight(self.limits)      # done once per run (when autograde starts), then cached
         except GraderError as exc:
             raise self.refuse(info, str(exc)) from None
