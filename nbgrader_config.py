@@ -1,5 +1,8 @@
 """nbgrader configuration for the course (nbgrader 0.9.6).
 
+The kit ships this file: `python -m autograder nbgrader-config [DIR]` writes it into a
+course directory (the copy at the root of the kit's repository is the same bytes).
+
 Every path is computed from this file's location, so a command run from a subfolder
 (or with ``--CourseDirectory.root``) never creates a stray empty gradebook, and a copy
 of the course in another directory uses its own gradebook. Run nbgrader with the

@@ -106,14 +106,27 @@ def _preflight() -> int:
     return EXIT_OK
 
 
-def _solutions(check: bool) -> int:
+def _solutions(check: bool, root: Path) -> int:
     from .release import build_solutions
-    stale = build_solutions(check=check)
+    stale = build_solutions(root, check=check)
     if check and stale:
         print("solutions/ is out of date: " + ", ".join(stale) +
               "\n  run `python -m autograder solutions` and commit the result", file=sys.stderr)
         return 1
     return 0
+
+
+def _nbgrader_config(dest: Path, *, force: bool = False) -> int:
+    """Write the kit's nbgrader configuration (the same file as the kit's own course)."""
+    from importlib.resources import files
+    target = dest / "nbgrader_config.py"
+    if target.exists() and not force:
+        print(f"{target} exists; not replaced (use --force to replace it)", file=sys.stderr)
+        return EXIT_FAILED
+    dest.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(files("autograder.frontends.nbgrader").joinpath("course_config.py").read_bytes())
+    print(f"wrote {target}")
+    return EXIT_OK
 
 
 def exit_status(reports: list[NotebookReport]) -> int:
@@ -149,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                    parents=[lessons])
     s = sub.add_parser("solutions", help="regenerate solutions/ from assignments/ (hidden tests removed)")
     s.add_argument("--check", action="store_true", help="only report whether solutions/ is current")
+    s.add_argument("--course", metavar="DIR", default=".", help="the course directory (default: here)")
+    c = sub.add_parser("nbgrader-config", help="write the kit's nbgrader_config.py into a course directory")
+    c.add_argument("dest", nargs="?", default=".", metavar="DIR")
+    c.add_argument("--force", action="store_true", help="replace an nbgrader_config.py that is there")
     r = sub.add_parser("report", help="a class report from `grade --json` files or nbgrader's gradebook",
                        parents=[lessons])
     r.add_argument("json_files", nargs="*", metavar="CLASS.json")
@@ -168,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         from ..reports.classreport import main as report
         return report(args.json_files, html=args.html, gradebook=args.gradebook, assignment=args.assignment)
     if args.command == "solutions":
-        return _solutions(args.check)
+        return _solutions(args.check, Path(args.course))
+    if args.command == "nbgrader-config":
+        return _nbgrader_config(Path(args.dest), force=args.force)
     if args.command == "preflight":
         return _preflight()
     limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout,
