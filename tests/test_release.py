@@ -80,3 +80,10 @@ def test_release_stubs_and_ids():
             if meta.get("solution") and cell["cell_type"] == "code":
                 text = "".join(cell["source"])
                 assert "raise NotImplementedError()" in text and "BEGIN SOLUTION" not in text
+
+
+def test_the_shipped_nbgrader_config_is_the_courses():
+    """Is the configuration `python -m autograder nbgrader-config` writes the kit's own?"""
+    shipped = ROOT / "autograder" / "frontends" / "nbgrader" / "course_config.py"
+    assert shipped.read_bytes() == (ROOT / "nbgrader_config.py").read_bytes(), (
+        "copy nbgrader_config.py to autograder/frontends/nbgrader/course_config.py")
