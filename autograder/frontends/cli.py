@@ -50,7 +50,7 @@ def grade(paths: list[str | Path], *, json_path: str | Path | None = None, jobs:
 
     With ``scheduler`` (a Dask scheduler address) the notebooks are graded on that cluster
     and ``jobs`` is ignored; :class:`~autograder.frontends.dask.ClusterError` if it is unusable.
-    With ``progress``, a bar is drawn on stderr when it is a terminal (see ``progress.py``).
+    With ``progress``, a bar is drawn on stderr when it is a terminal (see :mod:`autograder.reports.progress`).
     With ``scheduler`` unset, :func:`~autograder.engine.preflight.preflight` runs first and raises
     :class:`~autograder.engine.errors.GraderError` (nobody graded) when the grader cannot grade.
     """

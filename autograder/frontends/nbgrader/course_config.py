@@ -10,7 +10,7 @@ virtual environment's ``bin`` on ``PATH`` (creating a gradebook runs ``alembic``
 
 Autograding never starts a Jupyter kernel: ``autograder.frontends.nbgrader.plugin.SandboxGrade``
 replaces ``Execute``, runs the student's cells in a confined worker and the test cells'
-checks in the grader. See ``autograder/nbgrader_plugin.py`` for each step.
+checks in the grader. See ``autograder/frontends/nbgrader/plugin.py`` for each step.
 """
 
 import os
@@ -60,7 +60,7 @@ c.Autograde.autograde_preprocessors = [
 c.SandboxGrade.cell_timeout = 60          # seconds per student cell / per check's call
 c.SandboxGrade.notebook_timeout = 600     # seconds for all of one notebook's student code
 # Notebooks graded at once: 0 = one per core; 1 = one after another in nbgrader's thread.
-# The gradebook is the same either way (see autograder/nbgrader_ahead.py).
+# The gradebook is the same either way (see autograder/frontends/nbgrader/ahead.py).
 c.SandboxGrade.workers = 0
 # A failed hidden test shows its teaching message (never its source); False: a generic line.
 c.SandboxGrade.show_hidden_messages = True
