@@ -19,7 +19,7 @@ that a slow moment of the machine falls on all of them alike:
   sharing them, so forked workers are not charged for the zygote's torch twice) of
   each worker and of the whole grading process tree, sampled from /proc.
 
-It prints ratios; the goals are in the README. Nothing here is asserted: a benchmark
+It prints ratios; the goals are in docs/speed.md. Nothing here is asserted: a benchmark
 reports, the test suite checks behaviour.
 """
 

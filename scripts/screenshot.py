@@ -1,4 +1,4 @@
-"""Screenshot a local HTML page with headless Chromium (for the README's pictures).
+"""Screenshot a local HTML page with headless Chromium (for the pictures in docs/).
 
     python scripts/screenshot.py class-report.html docs/class-report.png [--width 1100] [--height 1000]
                                  [--colors 128]
