@@ -16,7 +16,14 @@ one exercise fails. What is mutated: the code between ``### BEGIN SOLUTION`` and
 * method: names swapped from a table (mean/std, sum/mean, zeros/ones, randn/rand,
   clamp_min/clamp_max, squeeze/unsqueeze, ...), or an argument-less method call dropped;
 * parameter: two adjacent parameters of a ``def`` swapped;
+* default: a parameter's default changed (a number n made n + 1, 0 and -n; a boolean
+  flipped; a mode string swapped), since the notebook's own cells call with the defaults;
 * deletion: a statement replaced by ``pass``;
+* fresh: in a ``for``/``while`` body, a statement that builds fresh objects (names
+  assigned from calls that read nothing the loop assigns, such as
+  ``a, b = make(), make()``) deleted, so that its names keep whatever the notebook's
+  earlier cells left in them (these mutants are graded with the demonstration cells
+  kept), or built once before the loop and reused by every pass;
 * variable (only with ``--variables``): a variable read replaced by another of its scope.
 
 Messages are not mutated (f-strings and docstrings). Mutant notebooks leave out the
@@ -195,7 +202,8 @@ def is_equivalent(key: tuple[str, str, str, str]) -> bool:
 class Mutant:
     notebook: str
     grade_id: str
-    kind: str           # operator, constant, axis, argument, keyword, method, parameter, deletion
+    kind: str           # operator, constant, axis, argument, keyword, method, parameter, default,
+    #                     deletion, fresh
     change: str         # e.g. "- -> +"
     before: str         # the changed line, before and after (as ast.unparse writes them)
     after: str
@@ -204,6 +212,7 @@ class Mutant:
     #                     as equivalent yet failed (a correct answer fails, or the entry is wrong)
     by: str = ""        # the exercise that killed it (or that hit the grader error)
     message: str = ""   # the first line of that exercise's message
+    demos: bool = False     # graded with the demonstration cells kept (see FRESH_DELETED)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -394,9 +403,48 @@ def _edits(node: ast.AST, skip: set[int], walk_ids: dict[int, int]) -> Iterator[
             if ast.dump(node.elts[i]) != ast.dump(node.elts[i + 1]) \
                     and not any(isinstance(e, ast.Starred) for e in node.elts):
                 yield "argument", f"swapped items {i + 1} and {i + 2}", _swap("elts", i)
+    if isinstance(node, (ast.For, ast.While)):
+        yield from _fresh_edits(node)
     if isinstance(node, ast.stmt) and not isinstance(node, ast.Pass) and not (
             isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
         yield "deletion", "statement replaced by pass", lambda n: ast.Pass()
+
+
+FRESH_DELETED = "deleted from the loop: its names keep what earlier cells left"
+FRESH_HOISTED = "built once before the loop, reused by every pass"
+
+
+def _builds_fresh(stmt: ast.stmt, loop_names: set[str]) -> bool:
+    """``a, b = f(), g()``: plain names assigned from calls that read nothing the loop assigns."""
+    if not isinstance(stmt, ast.Assign):
+        return False
+    targets = [e for t in stmt.targets for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])]
+    if not targets or not all(isinstance(t, ast.Name) for t in targets):
+        return False
+    values = stmt.value.elts if isinstance(stmt.value, (ast.Tuple, ast.List)) else [stmt.value]
+    if not all(isinstance(v, ast.Call) for v in values):
+        return False
+    read = {n.id for n in ast.walk(stmt.value) if isinstance(n, ast.Name)}
+    return not read & loop_names
+
+
+def _fresh_edits(loop: ast.For | ast.While) -> Iterator[tuple[str, str, Edit]]:
+    """The statements of a loop's body that build fresh objects: deleted, or hoisted."""
+    loop_names = {n.id for n in ast.walk(loop) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    for j, stmt in enumerate(loop.body):
+        if not _builds_fresh(stmt, loop_names):
+            continue
+        def delete(n, j=j):
+            del n.body[j]
+            n.body = n.body or [ast.Pass()]
+            return n
+        def hoist(n, j=j):
+            built = n.body.pop(j)
+            n.body = n.body or [ast.Pass()]
+            return [built, n]
+        yield "fresh", FRESH_DELETED, delete
+        yield "fresh", FRESH_HOISTED, hoist
+
 
 
 def _parameter_edits(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[tuple[str, str, Edit]]:
@@ -408,18 +456,52 @@ def _parameter_edits(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[tup
             p[i], p[i + 1] = p[i + 1], p[i]
             return n
         yield "parameter", f"swapped parameters {params[i].arg}, {params[i + 1].arg}", swap
+    positional = fn.args.posonlyargs + fn.args.args
+    named = list(zip(positional[len(positional) - len(fn.args.defaults):], fn.args.defaults))
+    named += [(a, d) for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults) if d is not None]
+    for arg, default in named:
+        for alt in _default_alternatives(default):
+            def change(n, name=arg.arg, alt=alt):
+                positional = n.args.posonlyargs + n.args.args
+                offset = len(positional) - len(n.args.defaults)
+                for k, a in enumerate(positional):
+                    if a.arg == name and k >= offset:
+                        n.args.defaults[k - offset] = alt
+                for k, a in enumerate(n.args.kwonlyargs):
+                    if a.arg == name:
+                        n.args.kw_defaults[k] = alt
+                return n
+            yield "default", f"{arg.arg}={ast.unparse(default)} -> {arg.arg}={ast.unparse(alt)}", change
 
 
-def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> None:
+def _default_alternatives(node: ast.expr) -> list[ast.expr]:
+    """Other defaults for a parameter: n + 1, 0 and -n for a number; the other boolean;
+    the other mode string."""
+    value = _int_literal(node)
+    if value is None and isinstance(node, ast.Constant) and type(node.value) is float:
+        value = node.value
+    if value is not None:
+        alts = dict.fromkeys((value + 1, type(value)(0), -value))
+        return [ast.Constant(a) if a >= 0 else ast.UnaryOp(ast.USub(), ast.Constant(-a))
+                for a in alts if a != value]
+    if isinstance(node, ast.Constant) and type(node.value) is bool:
+        return [ast.Constant(not node.value)]
+    if isinstance(node, ast.Constant) and type(node.value) is str:
+        return [ast.Constant(alt) for alt in STRINGS.get(node.value, ())]
+    return []
+
+
+def _replace(tree: ast.AST, old: ast.AST, new, *, splice: bool = False) -> None:
+    """Put ``new`` where ``old`` is; with ``splice``, ``new`` is a list of statements."""
     for parent in ast.walk(tree):
         for name, value in ast.iter_fields(parent):
-            if value is old:
+            if value is old and not splice:
                 setattr(parent, name, new)
                 return
             if isinstance(value, list):
                 for i, item in enumerate(value):
                     if item is old:
-                        value[i] = new
+                        value[i:i + 1] = new if splice else [new]
                         return
     raise ValueError("node not found in its tree")
 
@@ -560,11 +642,15 @@ def cell_mutants(source: str, region: set[int] | None = None, *, notebook: str =
         anchor = place = _anchors(fresh)[id(target)]
         before = ast.unparse(anchor)
         new = edit(target)
-        if new is not target:
-            _replace(fresh, target, new)
-            if target is anchor:
-                anchor = new
-        after = ast.unparse(anchor)
+        if isinstance(new, list):                  # one statement became several (hoisted)
+            _replace(fresh, target, new, splice=True)
+            after = "\n".join(ast.unparse(x) for x in new)
+        else:
+            if new is not target:
+                _replace(fresh, target, new)
+                if target is anchor:
+                    anchor = new
+            after = ast.unparse(anchor)
         if after == before:
             continue
         first = lines[place.lineno - 1]
@@ -578,7 +664,8 @@ def cell_mutants(source: str, region: set[int] | None = None, *, notebook: str =
             continue
         seen.add(text)
         line_before, line_after = _first_difference(before, after)
-        result.append(Mutant(notebook, grade_id, kind, change, line_before, line_after, text))
+        result.append(Mutant(notebook, grade_id, kind, change, line_before, line_after, text,
+                             demos=change == FRESH_DELETED))
     return result
 
 
@@ -610,18 +697,21 @@ def notebook_mutants(name: str, nb: dict, exercises: list[str] | None = None, *,
     return mutants
 
 
-def base_notebook(nb: dict, folder: Path, name: str):
+def base_notebook(nb: dict, folder: Path, name: str, *, demos: bool = False):
     """The solution notebook as the grader reads it (markers and hidden tests removed),
     without its demonstration cells (code cells with no grade_id): no check reads what
     they compute, they are the slowest cells (the matmul timings run the three-loop
     version for seconds), and leaving them out can only make a mutant harder to kill
-    (it can no longer run out of time in a demonstration)."""
+    (it can no longer run out of time in a demonstration). With ``demos`` they are kept:
+    for the mutants that delete a statement and leave its names to what earlier cells
+    assigned (``FRESH_DELETED``), as a student's notebook would."""
     from autograder.engine.notebook import read_notebook
     from autograder.frontends.release import solution_notebook
     nb = solution_notebook(nb)
-    nb["cells"] = [c for c in nb["cells"] if c["cell_type"] != "code"
-                   or c.get("metadata", {}).get("nbgrader", {}).get("grade_id")]
-    path = folder / f"{name}.ipynb"
+    if not demos:
+        nb["cells"] = [c for c in nb["cells"] if c["cell_type"] != "code"
+                       or c.get("metadata", {}).get("nbgrader", {}).get("grade_id")]
+    path = folder / f"{name}{'-demos' if demos else ''}.ipynb"
     path.write_text(json.dumps(nb))
     return read_notebook(path)
 
@@ -678,17 +768,19 @@ def run(notebooks: list[str] | None = None, exercises: list[str] | None = None, 
     preflight(limits)
     mutants: list[Mutant] = []
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
-        bases = {name: base_notebook(nb, Path(tmp), name) for name, nb in sources.items()}
-        for name, base in bases.items():
-            failed = grade_base(base, limits)
-            if failed:
-                raise SystemExit(f"{name}: the solution notebook itself fails, so mutants prove "
-                                 f"nothing: " + "; ".join(failed))
         for name, nb in sources.items():
             mutants += notebook_mutants(name, nb, exercises, variables=variables)
+        bases = {(name, False): base_notebook(nb, Path(tmp), name) for name, nb in sources.items()}
+        bases.update({(m.notebook, True): base_notebook(sources[m.notebook], Path(tmp), m.notebook, demos=True)
+                      for m in mutants if m.demos})
+        for (name, demos), base in bases.items():
+            failed = grade_base(base, limits)
+            if failed:
+                raise SystemExit(f"{name}{' (with its demonstration cells)' if demos else ''}: the "
+                                 f"solution notebook itself fails, so mutants prove nothing: " + "; ".join(failed))
         done, start = 0, time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
-            futures = [ex.submit(grade_mutant, m, bases[m.notebook], limits) for m in mutants]
+            futures = [ex.submit(grade_mutant, m, bases[m.notebook, m.demos], limits) for m in mutants]
             for future in as_completed(futures):
                 m = future.result()
                 done += 1

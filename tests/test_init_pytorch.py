@@ -60,6 +60,10 @@ PHRASES = {
     "fraction_better-no-reinit": "About half",
     "fraction_better-count-not-fraction": "between 0 and 1",
     "fraction_better-compares-means": "compares the means",
+    "fraction_better-reuses-earlier-stacks": "left in the notebook by an earlier cell",
+    "fraction_better-stacks-built-once": "one pair for all the samples",
+    "fraction_better-default-0-samples": "the default of n_samples is 0;",
+    "fraction_better-default-200-samples": "the default of n_samples is 200;",
     "kaiming_uniform-no-no_grad": "torch.no_grad()",
 }
 

@@ -76,6 +76,44 @@ def test_generator_makes_every_kind_of_change():
     assert "variable" not in found
 
 
+LOOP = '''def experiment(n_samples=100, mode="fan_in", *, quiet=False):
+    ### BEGIN SOLUTION
+    wins = 0
+    for i in range(n_samples):
+        a, b = build(), build()
+        x = step(a, i)
+        wins += score(a, b, x)
+    return wins
+    ### END SOLUTION
+'''
+
+
+def test_defaults_and_fresh_objects_in_loops_are_mutated():
+    """Is each parameter default changed (n -> n + 1, 0, -n; the mode string; the boolean),
+    and is a statement that builds fresh objects in a loop deleted (graded with the
+    demonstration cells kept, so its names fall back on what earlier cells left) or built
+    once before the loop, while statements that read the loop's names are not?"""
+    m = load_mutants()
+    source, region = m.split_solution(LOOP)
+    mutants = m.cell_mutants(source, region)
+    for x in mutants:
+        compile(x.source, "<mutant>", "exec")
+    found = {x.kind: set() for x in mutants}
+    for x in mutants:
+        found[x.kind].add(x.change)
+    assert found["default"] == {"n_samples=100 -> n_samples=101", "n_samples=100 -> n_samples=0",
+                                "n_samples=100 -> n_samples=-100", "mode='fan_in' -> mode='fan_out'",
+                                "quiet=False -> quiet=True"}
+    fresh = [x for x in mutants if x.kind == "fresh"]
+    assert sorted(x.change for x in fresh) == sorted([m.FRESH_DELETED, m.FRESH_HOISTED])
+    assert all("x = step(a, i)" in x.source for x in fresh)            # it reads the loop variable
+    deleted = next(x for x in fresh if x.change == m.FRESH_DELETED)
+    hoisted = next(x for x in fresh if x.change == m.FRESH_HOISTED)
+    assert deleted.demos and not hoisted.demos
+    assert "build()" not in deleted.source
+    assert hoisted.source.index("a, b = (build(), build())") < hoisted.source.index("for i in")
+
+
 def test_variables_are_replaced_only_when_asked():
     """With variables=True, is each variable read replaced by another of its own scope
     (a parameter or a name the function assigns, or another attribute the class sets on

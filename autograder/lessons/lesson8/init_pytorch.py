@@ -5,7 +5,7 @@ References come from PyTorch's own ``torch.nn.init`` and ``F.conv2d``, or from l
 Exercises that build on earlier ones run with the grader's versions of those
 (``definitions``), so one mistake is not charged twice.
 
-Tolerances, each at a false-alarm probability of :data:`~autograder.engine.ALPHA` (1e-8):
+Tolerances, each at a false-alarm probability of :data:`~autograder.ALPHA` (1e-8):
 
 * ``kaiming_uniform_``: n weights drawn from U(-b, b). All of them lie within ±b (exact,
   up to float rounding), and the largest |w| reaches b(1 - t) except with probability
@@ -25,6 +25,10 @@ Tolerances, each at a false-alarm probability of :data:`~autograder.engine.ALPHA
   replaced by stand-ins whose statistics are made up by the grader (:func:`script`), so
   the right count is known, and so are the counts of the classic wrong readings (the
   mean for the std, the first layer for the last, no ``abs``, "worse" for "better").
+  Every run counts the stacks built through the grader's ``conv_stack`` (exactly two per
+  sample), with ``default_layers``/``kaiming_layers`` (what an ungraded cell leaves
+  behind) poisoned; and the default of ``n_samples`` must be 100 (read with
+  ``inspect.signature`` in the worker). Both are exact.
 * Everything else is deterministic: float rounding only (relative 1e-4).
 """
 
@@ -109,7 +113,19 @@ def scripted_layer_stats(x, layers):
     scripted_layer_stats.calls[kind] += 1
     return [tuple(pair) for pair in SCRIPT[kind][i %% len(SCRIPT[kind])]]
 scripted_layer_stats.calls = {"default": 0, "kaiming": 0}
-''' % (CONVS, MARK, MARK)
+class Poisoned(torch.nn.Conv2d):
+    """A layer of a stack that an ungraded cell left behind: any use of it is recorded."""
+    def forward(self, x):
+        self.used = True
+        return super().forward(x)
+def poisoned_stack():
+    """Stands in for default_layers and kaiming_layers: NaN weights, and a record of use."""
+    layers = [Poisoned(i, o, k, stride=2, padding=k // 2) for i, o, k in %r]
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.fill_(float("nan"))
+    return layers
+''' % (CONVS, MARK, MARK, CONVS)
 
 
 def _ref(name: str, **values) -> str:
@@ -473,18 +489,54 @@ def layer_stats(sub, *, seed: int = 50, kaiming: bool = True) -> None:
     raise Fail(f"{shown}: the statistics are wrong.", *detail, hint=hint)
 
 
-_EXPERIMENT = "result = fraction_better(n_samples=n)"
+# Every run of the experiment counts the stacks that the grader's conv_stack builds, and
+# gives the names an ungraded cell of the notebook leaves behind (default_layers and
+# kaiming_layers, the one-draw demonstration) poisoned stacks: NaN weights, and layers that
+# record being used. So the result cannot depend on whether that cell ran, and a
+# fraction_better that measures those stacks instead of fresh ones is caught by name.
+_EXPERIMENT = """
+_built, _left = conv_stack, (("default_layers", default_layers), ("kaiming_layers", kaiming_layers))
+result = fraction_better(n_samples=n)
+stacks = _built.calls
+left_used = []
+for _name, _stack in _left:
+    if any(getattr(_layer, "used", False) for _layer in _stack):
+        left_used.append(_name)
+"""
+LEFT_BEHIND = {"default_layers": _ref("poisoned_stack") + "()", "kaiming_layers": _ref("poisoned_stack") + "()"}
+FRESH_HINT = ("One draw could be luck: each sample is a new draw of both stacks. Build the "
+              "sample's two stacks with conv_stack() inside the loop, every time round.")
 
 
 def _experiment_defs(kaiming: str) -> dict[str, str]:
     return {"kaiming_uniform_": _ref(kaiming), "layer_stats": _ref("layer_stats"),
-            "conv_stack": _ref("conv_stack"), "fans": REF_FANS, "gain": REF_GAIN}
+            "conv_stack": _ref("conv_stack"), "fans": REF_FANS, "gain": REF_GAIN, **LEFT_BEHIND}
+
+
+def _judge_stacks(title: str, values: dict, n: int) -> None:
+    """Two fresh stacks per sample, through conv_stack(); none of those an earlier cell left."""
+    stacks, used = values.get("stacks"), values.get("left_used")
+    if isinstance(used, list) and used:
+        names = " and ".join(f"`{name}`" for name in used)
+        raise Fail(f"{title}: it measured {names}, left in the notebook by an earlier cell, instead of "
+                   f"stacks of its own.",
+                   f"The grader ran it with those names holding stacks of its own, and they were used; "
+                   f"conv_stack() built {stacks} stacks for {n} samples (expected 2 per sample, {2 * n}).",
+                   hint=FRESH_HINT)
+    if stacks != 2 * n:
+        detail = {2: "That is one pair for all the samples: every sample re-measures the same stacks.",
+                  n: "That is one stack per sample: the default and the Kaiming stack should be two "
+                     "separate draws."}.get(stacks, "")
+        raise Fail(f"{title}: conv_stack() built {stacks} stacks for {n} samples; expected two fresh "
+                   f"ones per sample, {2 * n}.", *([detail] if detail else []), hint=FRESH_HINT)
 
 
 def _run_fraction(sub, title: str, n: int, kaiming: str, seed: int) -> float:
     ev = sub.evaluate(_EXPERIMENT, inputs={"n": n}, overrides={"x_imgs": images()},
-                      definitions=_experiment_defs(kaiming), outputs=("result",), seed=seed)
+                      definitions=_experiment_defs(kaiming), outputs=("result", "stacks", "left_used"),
+                      seed=seed)
     fail_on_error(title, ev, ("fraction_better",), _no_grad_hint)
+    _judge_stacks(title, ev.values, n)
     got = _number(ev.values.get("result"), f"{title}: the result")
     if not 0 <= got <= 1:
         raise Fail(f"{title}: expected a fraction between 0 and 1, got {got:.4g}.",
@@ -543,10 +595,11 @@ def _scripted_run(sub, seed: int, n: int) -> None:
     table = script(seed, n)
     counts = scripted_counts(table)
     defs = {"kaiming_uniform_": _ref("marking_"), "layer_stats": _ref("scripted_layer_stats", SCRIPT=table),
-            "conv_stack": _ref("conv_stack"), "fans": REF_FANS, "gain": REF_GAIN}
+            "conv_stack": _ref("conv_stack"), "fans": REF_FANS, "gain": REF_GAIN, **LEFT_BEHIND}
     ev = sub.evaluate(_EXPERIMENT, inputs={"n": n}, overrides={"x_imgs": images()}, definitions=defs,
-                      outputs=("result",), seed=seed)
+                      outputs=("result", "stacks", "left_used"), seed=seed)
     fail_on_error(title, ev, ("fraction_better",), _no_grad_hint)
+    _judge_stacks(title, ev.values, n)
     got = _number(ev.values.get("result"), f"{title}: the result")
     if math.isclose(got * n, counts["right"], abs_tol=1e-6):
         return
@@ -560,12 +613,60 @@ def _scripted_run(sub, seed: int, n: int) -> None:
                hint=hint)
 
 
+N_SAMPLES = 100               # the default the notebook gives: fraction_better(n_samples=100)
+_SIGNATURE = """
+import inspect as _inspect
+try:
+    _params = _inspect.signature(fraction_better).parameters
+except (TypeError, ValueError):
+    _params = {}
+names = [str(_name) for _name in _params]
+_p = _params.get("n_samples")
+has_default = _p is not None and _p.default is not _p.empty
+default = _p.default if has_default and type(_p.default) is int else None
+shown = repr(_p.default)[:60] if has_default else ""
+"""
+
+
+def _judge_signature(sub) -> None:
+    """fraction_better(n_samples=100): the notebook's next cell calls it with no argument."""
+    title = "fraction_better(n_samples)"
+    ev = sub.evaluate(_SIGNATURE, outputs=("names", "has_default", "default", "shown"))
+    fail_on_error(title, ev, ("fraction_better",))
+    v = ev.values
+    names = v.get("names") if isinstance(v.get("names"), list) else []
+    if "n_samples" not in names:
+        raise Fail(f"{title}: fraction_better has no parameter named n_samples "
+                   f"(its parameters: {', '.join(map(str, names)) or 'none'}).",
+                   hint="Keep the signature the notebook gives: the grader and the next cell call it by "
+                        "that name.")
+    if v.get("has_default") is not True:
+        raise Fail(f"{title}: n_samples has no default value.",
+                   hint="The notebook's next cell calls fraction_better() with no argument: give n_samples "
+                        "the default that the exercise states.")
+    if v.get("default") != N_SAMPLES or type(v.get("default")) is not int:
+        shown = str(v.get("shown"))
+        few = isinstance(v.get("default"), int) and v["default"] <= 0
+        raise Fail(f"{title}: the default of n_samples is {shown}; the exercise asks for {N_SAMPLES} samples.",
+                   "The notebook's next cell, fraction_better(), runs with that default"
+                   + (": with no samples there is nothing to count, and the fraction divides by zero."
+                      if few else "."),
+                   hint="How many samples to draw is part of the experiment: read the exercise's "
+                        "signature again and use its default.")
+
+
 @lesson.exercise(NB, "fraction_better", 2, "fraction_better(n_samples)", rule=NO_INIT, rule_hint=RULE_HINT)
 def fraction_better(sub, *, seed: int = 60, n_samples: int = 100, n_null: int = 63,
                     n_scripted: int = 30) -> None:
-    """Three runs: with the grader's kaiming_uniform_ (Kaiming should win nearly always);
-    with scripted statistics, where the right count is known exactly; and with PyTorch's
-    default standing in for kaiming_uniform_ (a fair coin)."""
+    """The signature first (n_samples defaults to 100, :func:`_judge_signature`), then three
+    runs: with the grader's kaiming_uniform_ (Kaiming should win nearly always); with
+    scripted statistics, where the right count is known exactly; and with PyTorch's
+    default standing in for kaiming_uniform_ (a fair coin). Every run counts the stacks
+    built through the grader's conv_stack (two per sample), and gives default_layers and
+    kaiming_layers, which the ungraded cell above the exercise leaves behind, poisoned
+    stacks (NaN weights, layers that record their use) for its duration, so the result
+    does not depend on that cell and any use of them fails by name (:func:`_judge_stacks`)."""
+    _judge_signature(sub)
     title = f"fraction_better(n_samples={n_samples})"
     got = _run_fraction(sub, title, n_samples, "kaiming_uniform_", seed)
     p_low, p_high = reference_probability()
