@@ -21,8 +21,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from autograder.engine import discovery  # noqa: E402
+from autograder.lessons.lesson8 import seed_sweep as _sweep  # noqa: E402
+from autograder.lessons.lesson8.seed_sweep import *  # noqa: E402,F401,F403  (its API, as before)
 
-__all__ = ["main"]
+__all__ = [*_sweep.__all__, "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
