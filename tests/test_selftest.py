@@ -181,7 +181,7 @@ def test_a_lesson_from_outside_the_kit_passes_every_check(tiny):
     text = out.getvalue()
     assert status == 0, text
     assert [line.split()[0] for line in text.splitlines()[1:6]] == ["PASS"] * 5, text
-    assert "1 notebooks, 2/2 exercises pass (2/2 points)" in text
+    assert "1 notebook, 2/2 exercises pass (2/2 points)" in text
     assert '2/2 exercises "not implemented", 0/2 points' in text
     assert f"solutions/{NAME} is current" in text
     assert "1 equivalent, 0 survived (score 100.0%" in text

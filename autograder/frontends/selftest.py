@@ -57,6 +57,11 @@ class Check:
         return "\n".join(lines)
 
 
+def _n(count: int, noun: str) -> str:
+    """``3 notebooks``, ``1 notebook``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _grade_all(paths: list[Path], jobs: int):
     """Grade notebooks with the real engine, ``jobs`` at a time, in input order."""
     from ..engine.grade import grade_notebook
@@ -135,8 +140,8 @@ def check_solutions(lesson, paths: list[Path], jobs: int, *, name: str = "soluti
     failed = [f"{Path(r.notebook).name}: {e.message.splitlines()[0]}"
               for r in reports for e in r.exercises if not e.passed]
     score, total = sum(e.score for e in results), sum(e.max_score for e in results)
-    counts = (f"{len(paths)} notebooks, {sum(e.passed for e in results)}/{len(results)} exercises "
-              f"pass ({score:g}/{total:g} points)")
+    counts = (f"{_n(len(paths), 'notebook')}, {sum(e.passed for e in results)}/{len(results)} "
+              f"exercises pass ({score:g}/{total:g} points)")
     if failed or problems:
         return Check(name, "FAIL", f"{counts}: the solutions must score 100%", problems + failed)
     return Check(name, "PASS", counts)
@@ -165,7 +170,7 @@ def check_stubs(lesson, course: Path, jobs: int) -> Check:
                 problems.append(f"{Path(r.notebook).name}: {e.name} fails, but not as \"not "
                                 f"implemented\": {first}")
     stubbed = sum(not e.passed and "not implemented" in e.message.splitlines()[0] for e in results)
-    counts = (f"{len(paths)} notebooks, {stubbed}/{len(results)} exercises \"not implemented\", "
+    counts = (f"{_n(len(paths), 'notebook')}, {stubbed}/{len(results)} exercises \"not implemented\", "
               f"{sum(e.score for e in results):g}/{sum(e.max_score for e in results):g} points")
     if problems:
         return Check("stubs", "FAIL", f"{counts}: every stub must score 0, \"not implemented\"",
@@ -176,12 +181,14 @@ def check_stubs(lesson, course: Path, jobs: int) -> Check:
 def check_release(lesson, course: Path) -> Check:
     """Check 3: release/ is what nbgrader generates; solutions/, if there, is current."""
     from .release import build_solutions, release_differences
+    if not (course / "assignments" / lesson.name).is_dir():
+        return Check("release", "FAIL", f"no assignments/{lesson.name}/ in {course}: nothing to release")
     try:
         differences = release_differences(course, lesson.name)
     except GraderError as exc:
         return Check("release", "ERROR", f"nbgrader could not generate the release: {exc}")
     count = len(list((course / "release" / lesson.name).glob("*.ipynb")))
-    what = f"release/{lesson.name} is what nbgrader generate_assignment makes ({count} notebooks)"
+    what = f"release/{lesson.name} is what nbgrader generate_assignment makes ({_n(count, 'notebook')})"
     fixes = [f"run `nbgrader generate_assignment {lesson.name} --force` in the course directory "
              "and commit the result"] if differences else []
     if (course / "solutions" / lesson.name).is_dir():
@@ -191,8 +198,8 @@ def check_release(lesson, course: Path) -> Check:
             fixes.append(f"run `python -m autograder solutions --course {course}` and commit the result")
         what += f"; solutions/{lesson.name} is current"
     if differences:
-        return Check("release", "FAIL", f"{len(differences)} generated notebooks differ from the "
-                     "committed ones", differences + fixes)
+        return Check("release", "FAIL", "the committed notebooks are not what the sources make",
+                     differences + fixes)
     return Check("release", "PASS", what)
 
 
@@ -257,10 +264,10 @@ def check_seed_sweep(lesson, paths: list[Path], jobs: int, seeds: int | None) ->
         exercises = sum(len(r.exercises) for r in reports)
         failures += [f"run {run}: {Path(r.notebook).name}: {e.message.splitlines()[0]}"
                      for r in reports for e in r.exercises if not e.passed] + broken
-    what = (f"the solutions graded {repeats} more times in fresh workers (fresh seeds), "
-            f"{exercises} exercises each")
+    what = (f"the solutions graded {_n(repeats, 'more time')} in fresh workers (fresh seeds), "
+            f"{_n(exercises, 'exercise')} each")
     if failures:
-        return Check("seed sweep", "FAIL", f"{what}: {len(failures)} false failures", failures)
+        return Check("seed sweep", "FAIL", f"{what}: {_n(len(failures), 'false failure')}", failures)
     return Check("seed sweep", "PASS", f"{what}: no false failure")
 
 
@@ -286,13 +293,15 @@ def main(lesson: str, *, course: str | Path = ".", skip_mutants: bool = False,
             raise GraderError(f"no lesson is called {lesson} (found: {', '.join(sorted(found)) or 'none'})",
                               "Install it, or name its folder with --lesson PATH")
         the_lesson = found[lesson]
+        if not course.is_dir():
+            raise GraderError(f"{course} is not a directory", "Pass the course directory with --course DIR")
         pool.prestart(max(1, jobs), Limits(), *pool.settings())
         preflight(Limits())
     except GraderError as exc:
         print(f"grader error: nothing was checked: {exc}", file=sys.stderr)
         return EXIT_GRADER_ERROR
-    print(f"lint-lesson {lesson} ({the_lesson.origin}; {len(the_lesson.exercises)} exercises in "
-          f"{len(the_lesson.notebooks)} notebooks), course {course}", file=out, flush=True)
+    print(f"lint-lesson {lesson} ({the_lesson.origin}; {_n(len(the_lesson.exercises), 'exercise')} "
+          f"in {_n(len(the_lesson.notebooks), 'notebook')}), course {course}", file=out, flush=True)
     checks: list[Check] = []
 
     def report(check: Check) -> None:
