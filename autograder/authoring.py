@@ -23,6 +23,16 @@ Declaring a lesson and an exercise::
         if not torch.allclose(got, a @ b):
             raise Fail("dot(a, b): the result has the wrong value.", hint="...")
 
+Checking the lesson itself (``python -m autograder lint-lesson mylesson``): the solutions
+score 100%, the released stubs 0 with "not implemented", ``release/`` is what nbgrader
+generates, every mutant of the solutions fails unless the lesson lists it as equivalent::
+
+    lesson.equivalent_mutants[(NB, "dot", "return (a * b).sum(0)", "return (a * b).sum(-1)")] = \
+        "a and b are 1-d, so axis 0 is their last axis"
+
+and no correct answer fails over many random seeds (``@lesson.seed_sweep``, or the
+solutions graded again with fresh seeds).
+
 A check raises :class:`Fail` (the student's mistake, with a teaching message and a hint)
 or returns (the exercise passes). Anything else it raises is the grader's own bug and is
 reported as a *grader error*, never as the student's zero. Before a check runs, the
@@ -109,6 +119,15 @@ __all__ = [
 #                                 in a thread, while the student's cells run); .figure_extra(
 #                                 *grade_ids) a function fn(grade_id, sub, seen) that adds to
 #                                 the figure data after grading (never changes a result).
+#                                 For the self-test (python -m autograder lint-lesson):
+#                                 .equivalent_mutants, a dict (notebook, grade_id, line before,
+#                                 line after) -> the one-line reason a mutant computes what the
+#                                 solution computes (lines as ast.unparse writes them; the
+#                                 mutation script's --list prints them), and
+#                                 .equivalent_variable_mutants the same for --variables;
+#                                 .seed_sweep a function fn(seeds) -> (false_failures, details)
+#                                 that runs the statistical checks on correct random draws
+#                                 (details: the report, its last line a summary).
 # Rule(prefixes=, methods=, ...)  what an exercise's solution cell may not use: checked on the
 #                                 source (with line numbers) before the check runs.
 # Submission                      sub.evaluate(code, inputs=, outputs=, overrides=,

@@ -1,9 +1,10 @@
-"""Mutation testing of the checks (``scripts/mutants.py``).
+"""Mutation testing of the checks (``autograder/frontends/mutants.py``, run by
+``scripts/mutants.py`` and ``python -m autograder lint-lesson``).
 
 The generator is tested on small cells (fast); one mutant of a real notebook is graded to
 show that a change the checks cannot see is reported as a survivor and that one they can
-see is killed; and, marked slow, the whole run over every notebook must kill every
-mutant that is not listed as equivalent, with no grader error.
+see is killed; and, marked slow, the whole run of the script over every notebook must kill
+every mutant that lesson 8 does not list as equivalent, with no grader error.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from autograder.engine import discovery
+from autograder.frontends import mutants as engine
+
 ROOT = Path(__file__).resolve().parents[1]
+LESSON = discovery.lessons()["lesson8"]
 
 
 def load_mutants():
@@ -41,7 +46,7 @@ CELL = '''def f(x, m, s):
 
 
 def changes(cell: str = CELL) -> dict[str, set[tuple[str, str]]]:
-    m = load_mutants()
+    m = engine
     source, region = m.split_solution(cell)
     found: dict[str, set[tuple[str, str]]] = {}
     for mutant in m.cell_mutants(source, region):
@@ -118,7 +123,7 @@ def test_variables_are_replaced_only_when_asked():
     """With variables=True, is each variable read replaced by another of its own scope
     (a parameter or a name the function assigns, or another attribute the class sets on
     self), and never by a name from elsewhere?"""
-    m = load_mutants()
+    m = engine
     source, region = m.split_solution(CELL)
     found = {(x.before, x.after) for x in m.cell_mutants(source, region, variables=True)
              if x.kind == "variable"}
@@ -137,7 +142,7 @@ def test_variables_are_replaced_only_when_asked():
 def test_generator_leaves_the_scaffold_alone():
     """Are the lines outside the solution markers (and docstrings, f-strings and axis
     literals as plain numbers) left unmutated, and are mutants unique?"""
-    m = load_mutants()
+    m = engine
     source, region = m.split_solution(CELL)
     mutants = m.cell_mutants(source, region)
     assert len({x.source for x in mutants}) == len(mutants)
@@ -152,58 +157,56 @@ def test_generator_leaves_the_scaffold_alone():
 
 
 def test_every_listed_equivalent_mutant_has_a_reason():
-    """Does every entry of EQUIVALENT name a notebook and an exercise of the kit, and say why?"""
+    """Does every equivalent mutant lesson 8 lists name a notebook and an exercise of the
+    lesson, and say why?"""
     from autograder.engine.registry import EXERCISES
-    m = load_mutants()
-    listed = {**m.EQUIVALENT, **m.EQUIVALENT_VARIABLES}
+    listed = engine.equivalents(LESSON)
+    assert len(LESSON.equivalent_mutants) >= 30 and LESSON.equivalent_variable_mutants
     for (notebook, grade_id, before, after), reason in listed.items():
         assert grade_id in EXERCISES and EXERCISES[grade_id].notebook == notebook
+        assert EXERCISES[grade_id].lesson == "lesson8"
         assert before and after and before != after
         assert len(reason) > 20 and "\n" not in reason
 
 
 def _mutant(notebook: str, grade_id: str, before: str, after: str):
-    m = load_mutants()
-    nb = m.solution_notebooks([notebook])[notebook]
+    m = engine
+    nb = m.solution_notebooks(ROOT, "lesson8", [notebook])[notebook]
     found = [x for x in m.notebook_mutants(notebook, nb, [grade_id]) if (x.before, x.after) == (before, after)]
     assert len(found) == 1, f"no single mutant {before!r} -> {after!r}"
     return found[0]
 
 
-def test_an_invisible_change_is_reported_as_a_survivor(tmp_path, monkeypatch):
+def test_an_invisible_change_is_reported_as_a_survivor(tmp_path):
     """Is a mutant the checks cannot tell apart (here: zeros -> ones in a version that
     overwrites every entry) reported as a survivor once it is not listed as equivalent,
     and as equivalent while it is?"""
     from autograder.engine.sandbox import Limits
-    m = load_mutants()
+    m = engine
     mutant = _mutant("01_matmul", "matmul_elementwise", "c = torch.zeros(ar, bc)", "c = torch.ones(ar, bc)")
-    nb = m.solution_notebooks(["01_matmul"])["01_matmul"]
+    nb = m.solution_notebooks(ROOT, "lesson8", ["01_matmul"])["01_matmul"]
     base = m.base_notebook(nb, tmp_path, "01_matmul")
     limits = Limits(cell_timeout=m.CELL_TIMEOUT, notebook_timeout=m.NOTEBOOK_TIMEOUT)
-    assert m.grade_mutant(mutant, base, limits).status == "equivalent"
-    monkeypatch.setattr(m, "EQUIVALENT", {})
-    monkeypatch.setattr(m, "EQUIVALENT_VARIABLES", {})
-    graded = m.grade_mutant(mutant, base, limits)
+    assert m.grade_mutant(mutant, base, limits, m.equivalents(LESSON)).status == "equivalent"
+    graded = m.grade_mutant(mutant, base, limits, {})
     assert graded.status == "survived", graded
     assert "mutation score: 0.0%" in m.summary([graded], [])
 
 
-def test_a_visible_change_is_killed_by_its_exercise(tmp_path, monkeypatch):
+def test_a_visible_change_is_killed_by_its_exercise(tmp_path):
     """Is a mutant that breaks the exercise (the running total of three loops assigned
     instead of added) killed, by that exercise, with its message; and were it listed as
     equivalent, would the run say that a listed equivalent mutant failed?"""
     from autograder.engine.sandbox import Limits
-    m = load_mutants()
+    m = engine
     mutant = _mutant("01_matmul", "matmul_loops", "c[i, j] += a[i, k] * b[k, j]", "c[i, j] = a[i, k] * b[k, j]")
-    nb = m.solution_notebooks(["01_matmul"])["01_matmul"]
+    nb = m.solution_notebooks(ROOT, "lesson8", ["01_matmul"])["01_matmul"]
     base = m.base_notebook(nb, tmp_path, "01_matmul")
-    graded = m.grade_mutant(mutant, base, Limits(cell_timeout=m.CELL_TIMEOUT,
-                                                 notebook_timeout=m.NOTEBOOK_TIMEOUT))
+    limits = Limits(cell_timeout=m.CELL_TIMEOUT, notebook_timeout=m.NOTEBOOK_TIMEOUT)
+    graded = m.grade_mutant(mutant, base, limits, m.equivalents(LESSON))
     assert (graded.status, graded.by) == ("killed", "matmul_loops"), graded
     assert "last product" in graded.message
-    monkeypatch.setattr(m, "EQUIVALENT", {mutant.key: "listed by mistake, for this test"})
-    graded = m.grade_mutant(mutant, base, Limits(cell_timeout=m.CELL_TIMEOUT,
-                                                 notebook_timeout=m.NOTEBOOK_TIMEOUT))
+    graded = m.grade_mutant(mutant, base, limits, {mutant.key: "listed by mistake, for this test"})
     assert graded.status == "equivalent, killed"
     assert "listed as equivalent but killed" in m.summary([graded], [])
 
@@ -212,7 +215,7 @@ def test_a_visible_change_is_killed_by_its_exercise(tmp_path, monkeypatch):
 def test_every_non_equivalent_mutant_is_killed(tmp_path):
     """Does every mutant of every notebook's solutions that is not listed as equivalent
     fail at least one exercise, does every listed one pass, with no grader error and no
-    stale equivalent entry?"""
+    stale equivalent entry? (Through scripts/mutants.py, the command the README shows.)"""
     m = load_mutants()
     out = tmp_path / "mutants.json"
     status = m.main(["--json", str(out)])

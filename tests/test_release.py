@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from autograder.frontends.release import build_solutions
+from autograder.frontends.release import build_solutions, release_differences
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = str(Path(sys.executable).parent)
 SOURCES = sorted((ROOT / "assignments" / "lesson8").glob("*.ipynb"))
 
 
@@ -30,24 +25,11 @@ def _hidden_lines() -> list[str]:
 
 
 @pytest.mark.slow
-def test_release_is_what_nbgrader_generates(tmp_path):
+def test_release_is_what_nbgrader_generates():
     """Is release/ exactly what the real `nbgrader generate_assignment` makes from assignments/?"""
-    course = tmp_path / "course"
-    course.mkdir()
-    shutil.copy(ROOT / "nbgrader_config.py", course)
-    shutil.copytree(ROOT / "assignments", course / "assignments")
-    env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", "")}
-    proc = subprocess.run(["nbgrader", "generate_assignment", "lesson8", "--force"], cwd=course, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    generated = sorted(p.name for p in (course / "release" / "lesson8").iterdir())
-    committed = sorted(p.name for p in (ROOT / "release" / "lesson8").iterdir())
-    assert generated == committed
-    for name in generated:
-        fresh = (course / "release" / "lesson8" / name).read_text()
-        assert fresh == (ROOT / "release" / "lesson8" / name).read_text(), (
-            f"release/lesson8/{name} is stale: run `nbgrader generate_assignment lesson8 --force` "
-            "from the repository root and commit the result")
+    pytest.importorskip("nbgrader")
+    assert release_differences(ROOT, "lesson8") == [], (
+        "run `nbgrader generate_assignment lesson8 --force` from the repository root and commit the result")
 
 
 def test_solutions_are_current():

@@ -79,6 +79,12 @@ class Lesson:
         self.prefetches: dict[str, Callable[[], Any]] = {}
         self.extras: dict[str, Callable[[str, Any, dict], None]] = {}
         self.origin = ""                # where discovery found it (entry point or folder)
+        # For the author's self-test (python -m autograder lint-lesson): the mutants that
+        # compute what the solution computes, (notebook, grade_id, line before, line after)
+        # -> the one-line reason; the second for the mutants of --variables.
+        self.equivalent_mutants: dict[tuple[str, str, str, str], str] = {}
+        self.equivalent_variable_mutants: dict[tuple[str, str, str, str], str] = {}
+        self.sweep: Callable[[int], tuple[int, str]] | None = None
 
     def __repr__(self) -> str:
         return f"Lesson({self.name!r}, {len(self.exercises)} exercises)"
@@ -121,6 +127,14 @@ class Lesson:
             self.prefetches[notebook] = fn
             return fn
         return register
+
+    def seed_sweep(self, fn):
+        """Declare ``fn(seeds) -> (false_failures, details)``: the lesson's statistical checks
+        run on ``seeds`` correct random draws each; ``false_failures`` counts the correct
+        draws they failed (must be 0) and ``details`` is the report to print (its last line
+        a summary). Without one, the self-test grades the solutions several times."""
+        self.sweep = fn
+        return fn
 
     def figure_extra(self, *names: str):
         """Declare ``fn(name, sub, seen)``, run after exercise ``name`` when figures are shown."""

@@ -3,12 +3,15 @@
     python -m autograder grade NOTEBOOK [NOTEBOOK ...] [--json FILE]
                                [--jobs N | --scheduler ADDRESS] [--no-progress]
     python -m autograder preflight
-    python -m autograder solutions [--check]
+    python -m autograder solutions [--check] [--course DIR]
+    python -m autograder lint-lesson LESSON [--course DIR] [--lesson PATH] [--skip-mutants]
+                                            [--seeds N] [--jobs N] [--notebook NAME]
     python -m autograder report CLASS.json [...] [--html OUT.html]
     python -m autograder report --gradebook gradebook.db --assignment lesson8 [--html OUT.html]
 
-Each subcommand is a plain function (``grade(paths, ...)``, ``solutions(...)``) so the
-Python API and the command line never drift apart.
+Each subcommand is a plain function (``grade(paths, ...)``, ``solutions(...)``,
+:func:`autograder.frontends.selftest.main`) so the Python API and the command line never
+drift apart.
 """
 
 from __future__ import annotations
@@ -166,6 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("nbgrader-config", help="write the kit's nbgrader_config.py into a course directory")
     c.add_argument("dest", nargs="?", default=".", metavar="DIR")
     c.add_argument("--force", action="store_true", help="replace an nbgrader_config.py that is there")
+    t = sub.add_parser("lint-lesson", parents=[lessons],
+                       help="the author's self-test: solutions 100%%, stubs 0, release current, "
+                            "mutants killed, no false failure over seeds")
+    t.add_argument("name", metavar="LESSON", help="the lesson (installed, or a folder given with --lesson)")
+    t.add_argument("--course", default=".", metavar="DIR",
+                   help="the course directory with assignments/LESSON and release/LESSON (default: .)")
+    t.add_argument("--skip-mutants", action="store_true", help="leave out the mutants (the slowest check)")
+    t.add_argument("--notebook", action="append", metavar="NAME",
+                   help="only this source notebook's mutants (repeatable)")
+    t.add_argument("--seeds", type=int, metavar="N",
+                   help="seeds per case for the lesson's sweep (its own default otherwise), or, "
+                        "for a lesson without one, how many more times the solutions are graded "
+                        "(default 3)")
+    t.add_argument("--jobs", type=int, default=2, metavar="N", help="notebooks or mutants graded at once")
     r = sub.add_parser("report", help="a class report from `grade --json` files or nbgrader's gradebook",
                        parents=[lessons])
     r.add_argument("json_files", nargs="*", metavar="CLASS.json")
@@ -188,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         return _solutions(args.check, Path(args.course))
     if args.command == "nbgrader-config":
         return _nbgrader_config(Path(args.dest), force=args.force)
+    if args.command == "lint-lesson":
+        from .selftest import main as lint_lesson
+        return lint_lesson(args.name, course=args.course, skip_mutants=args.skip_mutants,
+                           seeds=args.seeds, jobs=args.jobs, notebooks=args.notebook)
     if args.command == "preflight":
         return _preflight()
     limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout,

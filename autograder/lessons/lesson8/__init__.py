@@ -3,7 +3,8 @@
 Notebooks (sources in ``assignments/lesson8/``, released in ``release/lesson8/``):
 ``01_matmul``, ``02_fully_connected``, ``03_backward`` (with the ``Module`` refactor) and
 ``04_init_in_pytorch``. Each module here holds one notebook's checks; ``extras`` holds
-what its figures need beyond the checks. Declared in ``pyproject.toml`` under the
+what its figures need beyond the checks; ``mutants`` and ``seed_sweep`` what the author's
+self-test (``python -m autograder lint-lesson lesson8``) needs. Declared in ``pyproject.toml`` under the
 ``foundations_autograder.lessons`` entry-point group, as any lesson is.
 """
 
@@ -13,3 +14,4 @@ lesson = Lesson("lesson8", title="A fully connected network from scratch, on MNI
 
 # Each module declares its notebook's exercises on ``lesson``.
 from . import matmul, fully_connected, backward, module, init_pytorch, extras  # noqa: E402,F401,I001
+from . import mutants, seed_sweep  # noqa: E402,F401,I001
