@@ -1,14 +1,16 @@
 """A student who only ``pip install``s the kit, as on Colab: the README's commands, for real.
 
-One module-scoped environment, made once: the wheel that ``pip wheel --no-deps .`` builds;
-a fresh virtual environment that holds torch first (as a Colab machine does), then the
-wheel (torch must stay as it was) and ipykernel. Then, in an empty folder that holds no
-kit source, ``python -m autograder notebooks``, one notebook replaced by a known-bad one,
-and the three ways to grade it: ``pytest --notebook``, ``python -m autograder grade`` and
-``check()`` in a real Jupyter kernel of that environment, run without bubblewrap on its
-PATH and as root, as on Colab. They must agree on every verdict and first message line.
-
-Slow (installing torch and ipykernel into a new environment takes a minute or more).
+One module-scoped environment, made once per run: the wheel that ``pip wheel --no-deps .``
+builds; a fresh virtual environment over the packages a Colab machine already holds
+(torch installed first, then numpy, matplotlib, tqdm, nbformat, ipykernel: a layer that
+pip builds once per machine and keeps in ``~/.cache/foundations-autograder-tests``, since
+installing torch and ipykernel takes minutes here); the wheel installed into it with pip
+(torch must stay exactly as it was). Then, in an empty folder that holds no kit source,
+``python -m autograder notebooks``, one notebook filled with a known-bad submission's
+answers, and the three ways to grade it: ``pytest --notebook``, ``python -m autograder
+grade`` and ``check()`` in a real Jupyter kernel of that environment, started with no
+bubblewrap on its PATH and as root, as on Colab. They must agree on every verdict and
+first message line. Slow: about 2 minutes (the first run on a machine, 5 more).
 """
 
 from __future__ import annotations
