@@ -11,6 +11,7 @@ The public surface is small:
 from __future__ import annotations
 
 import inspect
+import sys
 
 __all__ = ["check", "grade_notebook", "add_lessons", "CheckFailed"]
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ def check(name: str | None = None, **options):
     frame = inspect.currentframe().f_back
     sub = CURRENT.get()
     if sub is None:
+        _note_unconfined()
         sub = LocalSubmission(frame.f_globals)
     if name is None:
         summary(sub, frame.f_globals)
@@ -60,6 +62,24 @@ def check(name: str | None = None, **options):
     if not displayed:
         print(f"✓ {result.message}")
     return None
+
+
+_noted = False
+
+
+def _note_unconfined() -> None:
+    """Say once per process that check() runs the student's code unconfined, right here;
+    and whether the command-line grader would confine it on this machine."""
+    global _noted
+    if _noted:
+        return
+    _noted = True
+    from .engine.sandbox import confinement
+    confined, how = confinement()
+    grader = how if confined else f"unconfined on this machine too ({how})"
+    print("note: check() runs your code right here, in this Python process, unconfined: it "
+          "previews the grade. `python -m autograder grade` and `pytest --notebook` grade a saved "
+          f"notebook in a separate worker process, {grader}.", file=sys.stderr)
 
 
 def grade_notebook(path, **kwargs):

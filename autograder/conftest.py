@@ -1,10 +1,11 @@
-"""``pytest autograder`` in a clone: the kit's pytest front end, collected from here.
+"""``pytest autograder`` in a clone: brings in the kit's pytest front end,
+:mod:`autograder.frontends.pytest_plugin`, where the kit is not installed with its entry
+points (the plugin is normally loaded through the ``pytest11`` entry point, and then this
+file does nothing: registering its hooks twice would define ``--notebook`` twice)."""
 
-The front end itself is :mod:`autograder.frontends.pytest_plugin`; this file only
-brings its hooks into the folder pytest is pointed at.
-"""
 
-from autograder.frontends.pytest_plugin import *  # noqa: F401,F403
-from autograder.frontends.pytest_plugin import (pytest_addoption, pytest_configure,  # noqa: F401
-                                                pytest_pycollect_makemodule, pytest_sessionfinish,
-                                                pytest_unconfigure)
+def pytest_addoption(parser, pluginmanager):
+    from autograder.frontends import pytest_plugin
+    if not (pluginmanager.is_registered(pytest_plugin) or pluginmanager.has_plugin("autograder")
+            or pluginmanager.is_blocked("autograder")):
+        pluginmanager.register(pytest_plugin, "autograder")

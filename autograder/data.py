@@ -10,6 +10,9 @@ beside a verified file makes re-checking it nearly free. :func:`load_mnist` retu
 Not pooch: it would replace only the download loop's few lines (the wheel route shares
 ``_install``'s verify-then-move, which stays), add requests and its dependencies, and re-hash
 the 17 MB file on every call where the stamp makes a re-check nearly free.
+
+A download shows tqdm's progress bar on stderr where someone watches (a terminal or a
+Jupyter kernel, not CI); elsewhere it prints nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -118,8 +122,9 @@ def _remove(*paths: Path) -> None:
             p.unlink()
 
 
-def _install(src, target: Path) -> None:
-    """Copy the stream `src` to a temp file beside `target`; move it there only if verified."""
+def _install(src, target: Path, progress=None) -> None:
+    """Copy the stream `src` to a temp file beside `target`; move it there only if verified.
+    ``progress`` (a tqdm bar, or None) is advanced as the bytes arrive."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=".mnist-", suffix=".part")
     tmp = Path(name)
@@ -129,15 +134,46 @@ def _install(src, target: Path) -> None:
             while left > 0 and (chunk := src.read(min(left, 1 << 20))):
                 out.write(chunk)
                 left -= len(chunk)
+                if progress is not None:
+                    progress.update(len(chunk))
         if (size := tmp.stat().st_size) != MNIST_SIZE:
             raise DataError(f"got {size:,} bytes instead of {MNIST_SIZE:,}")
         if (digest := _sha256(tmp)) != MNIST_SHA256:
             raise DataError(f"got bytes with the wrong sha256 {digest}")
+        if progress is not None:
+            progress.set_postfix_str("sha256 verified", refresh=False)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     finally:
         _remove(tmp)
     _problem(target)  # writes the stamp
+
+
+def _watched(stream) -> bool:
+    """Whether a person watches ``stream``: a terminal or a Jupyter kernel's output, not CI."""
+    if os.environ.get("CI"):
+        return False
+    if type(stream).__module__.startswith("ipykernel"):
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):     # no isatty, or a closed stream
+        return False
+
+
+def _progress(url: str):
+    """A download's progress bar on stderr where someone watches it (tqdm), else None."""
+    if not _watched(sys.stderr):
+        return contextlib.nullcontext()
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        monitor_interval = 0        # no monitor thread left behind in a kernel or a grader
+
+    host = urllib.parse.urlsplit(url).netloc or url
+    return Bar(total=MNIST_SIZE, desc=f"downloading {MNIST_FILENAME} from {host}", unit="B",
+                unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=True,
+                dynamic_ncols=True, mininterval=0.2)
 
 
 def _timeout() -> float:
@@ -191,8 +227,8 @@ def mnist_path(path: str | os.PathLike | None = None, *, download: bool = True) 
     else:
         for url in os.environ.get("AUTOGRADER_MNIST_URLS", "").split() or DOWNLOAD_URLS:
             try:
-                with urllib.request.urlopen(url, timeout=_timeout()) as r:
-                    _install(r, target)
+                with urllib.request.urlopen(url, timeout=_timeout()) as r, _progress(url) as bar:
+                    _install(r, target, bar)
                 return target
             except Exception as e:  # noqa: BLE001 - any failure just means "next source"
                 tried.append(f"download {url}: {e}")

@@ -443,3 +443,74 @@ def test_cli_offline(real_mnist, cache):
     proc = run_cli("--offline", cache=cache)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(cache / "mnist.pkl.gz")
+
+
+# ---------------------------------------------------------------- progress on a terminal
+
+class Terminal:
+    """A stand-in for stderr on a terminal (isatty), keeping what is written."""
+
+    def __init__(self, tty: bool = True) -> None:
+        self.tty, self.parts = tty, []
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@pytest.fixture
+def small_mnist(server, monkeypatch) -> tuple[str, bytes]:
+    """A 300 kB stand-in for the MNIST file served on 127.0.0.1, with the expected size
+    and checksum patched to match it: the download path runs as for the real file."""
+    root, url = server
+    payload = np.random.default_rng(0).bytes(300_000)
+    (root / "mnist.pkl.gz").write_bytes(payload)
+    monkeypatch.setattr(data, "MNIST_SIZE", len(payload))
+    monkeypatch.setattr(data, "MNIST_SHA256", hashlib.sha256(payload).hexdigest())
+    monkeypatch.setenv("AUTOGRADER_MNIST_URLS", f"{url}/mnist.pkl.gz")
+    monkeypatch.delenv("CI", raising=False)
+    return url, payload
+
+
+def test_download_shows_progress_on_a_terminal(small_mnist, cache, monkeypatch):
+    """On a terminal, does a first-use download draw a progress bar that reaches the file's
+    size and says the checksum was verified, and land the file in the cache?"""
+    url, payload = small_mnist
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert mnist_path() == cache / "mnist.pkl.gz"
+    assert (cache / "mnist.pkl.gz").read_bytes() == payload
+    text = term.text()
+    assert f"downloading mnist.pkl.gz from {url.removeprefix('http://')}" in text
+    assert "100%" in text and "293k/293k" in text and "sha256 verified" in text
+    assert not [t for t in threading.enumerate() if type(t).__name__ == "TMonitor"]
+
+
+@pytest.mark.parametrize("where", ["piped", "CI"])
+def test_download_is_silent_when_nobody_watches(small_mnist, cache, monkeypatch, where):
+    """Piped, or on a terminal under CI, does the download write nothing to stderr?"""
+    term = Terminal(tty=where == "CI")
+    if where == "CI":
+        monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr(sys, "stderr", term)
+    assert mnist_path() == cache / "mnist.pkl.gz"
+    assert term.text() == ""
+
+
+def test_failed_download_leaves_the_bar_and_no_file(small_mnist, cache, server, monkeypatch):
+    """Is a download with the wrong bytes still rejected (nothing cached) with the bar on?"""
+    root, _ = server
+    (root / "mnist.pkl.gz").write_bytes(b"x" * data.MNIST_SIZE)
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with pytest.raises(DataError, match="wrong sha256"):
+        mnist_path()
+    assert cache_contents(cache) == set()

@@ -76,6 +76,11 @@ PHRASES = {
     "normalize-ignores-m-and-s": "ignores m and s",
     "get_data-borrowed-from-kit": "grader's own code",
     "init_kaiming-borrowed-from-kit": "grader's own code",
+    # 'meta' stands in for a GPU (none where the kit is tested): the same path as cuda:0
+    "relu-result-on-another-device": "returned a tensor on meta; the grader compares on the CPU",
+    # a CPU build says "not compiled with CUDA", a GPU-less CUDA build "no NVIDIA driver",
+    # a GPU "same device": each gets the hint
+    "lin-moves-to-cuda": "keep everything on the CPU",
 }
 
 # Mistakes that unavoidably fail later exercises too: those exercises read the notebook's

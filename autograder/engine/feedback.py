@@ -15,7 +15,13 @@ import torch
 from . import evidence
 from .codec import MISSING, NumpyArray, Opaque
 
-__all__ = ["Fail", "NotImplementedYet", "describe", "difference", "close", "require_tensor"]
+__all__ = ["Fail", "NotImplementedYet", "describe", "difference", "close", "require_tensor",
+           "off_cpu", "DEVICE_HINT"]
+
+# A student who moved a tensor to a GPU (Colab has one): say what to do, never crash.
+DEVICE_HINT = ("The grader calls your code with CPU tensors and compares on the CPU, where there "
+               "may be no GPU: keep everything on the CPU (no `.cuda()`, `.to('cuda')`, `device=`), "
+               "or return `.cpu()` of your result; the lesson's tensors are small.")
 
 
 class Fail(Exception):
@@ -61,7 +67,7 @@ def describe(value: Any) -> str:
     if isinstance(value, NumpyArray):
         return f"a numpy array of shape {shape_str(value.shape)}, dtype {value.dtype}"
     if isinstance(value, Opaque):
-        return f"a `{value.type_name}` object"
+        return f"a {value.repr}" if value.device else f"a `{value.type_name}` object"
     if isinstance(value, (list, tuple)):
         kind = type(value).__name__
         return f"a {kind} of {len(value)} item{'s' if len(value) != 1 else ''}"
@@ -116,4 +122,19 @@ def require_tensor(value: Any, what: str, *, hint_numpy: str | None = None) -> t
                    f"Got {describe(value)}.",
                    hint=hint_numpy or "This lesson works with torch tensors: convert numpy arrays "
                                       "with `torch.tensor(...)` (or `map` it over several arrays).")
+    if isinstance(value, Opaque) and value.device:
+        raise Fail(f"{what} is a tensor on {value.device}; the grader compares on the CPU.",
+                   f"Got {describe(value)}.", hint=DEVICE_HINT)
     raise Fail(f"{what} should be a tensor.", f"Got {describe(value)}.")
+
+
+def off_cpu(value: Any, depth: int = 0) -> Opaque | None:
+    """A tensor that came back from another device than the CPU, in ``value`` or in the
+    lists, tuples and dicts it holds; None if there is none."""
+    if isinstance(value, Opaque):
+        return value if value.device else None
+    if depth < 6 and isinstance(value, (list, tuple, dict)):
+        for item in (value.values() if isinstance(value, dict) else value):
+            if (found := off_cpu(item, depth + 1)) is not None:
+                return found
+    return None

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from . import evidence, static
 from .errors import STUDENT_NOTE, GraderError
-from .feedback import Fail, NotImplementedYet
+from .feedback import DEVICE_HINT, Fail, NotImplementedYet, describe, off_cpu
 from .report import ExerciseResult
 from .session import WorkerDied
 from .submission import Submission
@@ -188,6 +188,10 @@ def call(sub: Submission, title: str, fn: str, *args, seed: int | None = None,
     ev = sub.evaluate(code, inputs=dict(zip(names, args)), overrides=overrides,
                       definitions=definitions, outputs=("result", *names), seed=seed)
     fail_on_error(title, ev, (fn,), hint_on_error)
+    moved = off_cpu(ev.values.get("result"))
+    if moved is not None:
+        raise Fail(f"{title}: your function returned a tensor on {moved.device}; the grader "
+                   "compares on the CPU.", f"Got {describe(moved)}.", hint=DEVICE_HINT)
     return Called(ev.values.get("result"), [ev.values.get(n) for n in names], ev.stdout)
 
 
@@ -211,6 +215,11 @@ def fail_on_error(title: str, ev, names: tuple[str, ...] = (),
                hint=hint or "Read the last line of the traceback, then the line of your code above it.")
 
 
+# What torch says when code moves a tensor to a GPU where there is none (a CPU build, the
+# grader's worker), or mixes a GPU tensor with the grader's CPU ones.
+DEVICE_ERRORS = ("on the same device", "CUDA", "NVIDIA driver", "cuda:")
+
+
 def _limit_hint(error: dict) -> str | None:
     """A hint for errors that mean the submission hit one of the grader's limits."""
     ename, evalue = error.get("ename", ""), str(error.get("evalue", ""))
@@ -220,6 +229,8 @@ def _limit_hint(error: dict) -> str | None:
     if ename == "BlockingIOError" or "Resource temporarily unavailable" in evalue:
         return ("Your code started more processes or threads than the grader allows; "
                 "nothing in this lesson needs to start any.")
+    if any(s in evalue for s in DEVICE_ERRORS):
+        return DEVICE_HINT
     return None
 
 

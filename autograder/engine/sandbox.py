@@ -95,10 +95,17 @@ def _bwrap_base(readable: list[Path]) -> list[str]:
 
 
 def python_paths() -> list[Path]:
-    """What the worker's interpreter needs to see: the install, the venv, the kit."""
+    """What the worker's interpreter needs to see: the install, the venv, the kit, and the
+    site-packages folders on ``sys.path`` outside them (``pip install --user``, a system
+    or layered environment's packages: where torch may be). Never the working directory:
+    a course folder stays out of view."""
     paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix),
              Path(os.path.realpath(sys.executable)).parent.parent,
-             Path(__file__).resolve().parent.parent}   # the autograder package
+             Path(__file__).resolve().parents[1]}   # the autograder package
+    for entry in sys.path:
+        parts = Path(entry).parts
+        if entry and ("site-packages" in parts or "dist-packages" in parts):
+            paths.add(Path(entry))
     return sorted(p for p in paths if p.exists())
 
 

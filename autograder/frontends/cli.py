@@ -3,6 +3,8 @@
     python -m autograder grade NOTEBOOK [NOTEBOOK ...] [--json FILE]
                                [--jobs N | --scheduler ADDRESS] [--no-progress]
     python -m autograder preflight
+    python -m autograder notebooks [DEST] [--force]
+    python -m autograder nbgrader-config [DIR] [--force]
     python -m autograder solutions [--check] [--course DIR]
     python -m autograder lint-lesson LESSON [--course DIR] [--lesson PATH] [--skip-mutants]
                                             [--seeds N] [--jobs N] [--notebook NAME]
@@ -109,6 +111,19 @@ def _preflight() -> int:
     return EXIT_OK
 
 
+def _notebooks(dest: str, force: bool) -> int:
+    from .notebooks import write_notebooks
+    try:
+        write_notebooks(dest, force=force)
+    except FileNotFoundError as exc:    # a broken installation: the kit's fault
+        print(f"grader error: {exc}", file=sys.stderr)
+        return EXIT_GRADER_ERROR
+    except OSError as exc:              # DEST not writable, not a folder, ...
+        print(f"error: cannot write the notebooks into {dest}: {exc}", file=sys.stderr)
+        return 1
+    return EXIT_OK
+
+
 def _solutions(check: bool, root: Path) -> int:
     from .release import build_solutions
     stale = build_solutions(root, check=check)
@@ -163,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sub.add_parser("preflight", help="check that this machine can grade (data, workers, references)",
                    parents=[lessons])
+    n = sub.add_parser("notebooks", help="write the released notebooks into DEST (default: here), "
+                                        "keeping any that exist")
+    n.add_argument("dest", nargs="?", default=".", metavar="DEST")
+    n.add_argument("--force", action="store_true", help="replace notebooks that exist in DEST")
     s = sub.add_parser("solutions", help="regenerate solutions/ from assignments/ (hidden tests removed)")
     s.add_argument("--check", action="store_true", help="only report whether solutions/ is current")
     s.add_argument("--course", metavar="DIR", default=".", help="the course directory (default: here)")
@@ -190,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--gradebook", metavar="DB", help="read nbgrader's gradebook.db instead of JSON")
     r.add_argument("--assignment", metavar="NAME", help="the assignment, with --gradebook")
     args = parser.parse_args(argv)
+    if args.command == "notebooks":     # needs no lesson loaded
+        return _notebooks(args.dest, args.force)
 
     try:
         from ..engine import discovery

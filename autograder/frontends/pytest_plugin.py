@@ -1,11 +1,23 @@
-"""``pytest autograder``: grade notebooks, one test per exercise.
+"""The pytest front end: grade notebooks, one test per exercise.
 
-With no options it grades the released notebooks in place (``release/*/*.ipynb``,
-what a self-learner edits); ``--notebook PATH`` (repeatable) grades any notebook.
-A failing test shows the teaching message and nothing else: no traceback from inside
-the grader. When the grader itself cannot grade (the preflight fails, or an exercise is a
+Installed with the kit as a pytest plugin (entry-point group ``pytest11``, name
+``autograder``), so it is loaded by every pytest run in that environment, and it stays
+off until asked:
+
+* ``pytest --notebook hw.ipynb`` (repeatable) grades those notebooks, from any folder.
+  With no other path on the command line, only the notebooks are collected (not the
+  folder's tests nor ``testpaths``); with other paths, the notebooks are graded beside them.
+* ``pytest autograder`` in a clone grades the released notebooks in place
+  (``release/*/*.ipynb``, what a self-learner edits), or the ``--notebook`` ones: pytest
+  collects the placeholder ``autograder/test_notebooks.py``.
+
+Until one of those is asked for, the plugin imports nothing but pytest (no torch, no
+lesson) and starts no worker; ``-p no:autograder`` switches it off altogether.
+
+A failing test shows the teaching message and nothing else: no traceback from inside the
+grader. When the grader itself cannot grade (the preflight fails, or an exercise is a
 grader error) the test is reported as an *error* at setup, not a failure: nothing is
-charged to the student. The wiring is off unless pytest is pointed at this folder.
+charged to the student.
 """
 
 from __future__ import annotations
@@ -15,28 +27,58 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent          # autograder/
-RELEASE = PACKAGE.parent / "release"
+PLACEHOLDER = PACKAGE / "test_notebooks.py"
+RELEASE = PACKAGE.parent / "release"                      # in a clone
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("autograder", "grading lesson notebooks")
     group.addoption("--notebook", action="append", default=[], metavar="PATH",
-                    help="grade this notebook (repeatable); default: the released notebooks")
+                    help="grade this notebook, one test per exercise (repeatable)")
     group.addoption("--lesson", action="append", default=[], metavar="PATH",
                     help="also use the lesson in this folder (not installed; repeatable)")
 
 
+def _given(config) -> list[Path]:
+    return [Path(p) for p in config.getoption("notebook")]
+
+
 def _paths(config) -> list[Path]:
-    return [Path(p) for p in config.getoption("notebook")] or sorted(RELEASE.glob("*/*.ipynb"))
+    """What the placeholder grades: the --notebook paths, else a clone's released notebooks."""
+    return _given(config) or sorted(RELEASE.glob("*/*.ipynb"))
+
+
+def _is_placeholder(config, arg: str) -> bool:
+    """Whether a command-line path names the kit's package folder or its placeholder."""
+    target = arg.split("::", 1)[0]
+    if config.getoption("pyargs", False) and target in ("autograder", "autograder.test_notebooks"):
+        return True
+    try:
+        path = Path(config.invocation_params.dir, target).resolve()
+    except OSError:
+        return False
+    return path in (PACKAGE, PLACEHOLDER)
 
 
 def pytest_configure(config):
-    """Start the zygote (or a spare worker) as early as possible: it imports torch and
-    maps MNIST while this process collects and imports torch itself."""
-    paths = _paths(config)
+    """Off unless asked. Asked, the notebooks become what pytest collects and the zygote
+    (or a spare worker) starts at once: it imports torch and maps MNIST while this
+    process collects and imports torch itself."""
+    given = _given(config)
+    explicit = config.args_source == pytest.Config.ArgsSource.ARGS
+    placeholder = explicit and any(_is_placeholder(config, a) for a in config.args)
+    config._autograder_notebooks = set()
+    if given and not placeholder:
+        # `pytest --notebook hw.ipynb`: collect the notebooks themselves.
+        config.args = [*config.args, *map(str, given)] if explicit else list(map(str, given))
+        here = config.invocation_params.dir
+        config._autograder_notebooks = {Path(here, p).resolve() for p in given}
+    if not (given or placeholder):
+        return
     if config.getoption("lesson"):
         from autograder.engine import discovery
         discovery.add_paths(config.getoption("lesson"))
+    paths = _paths(config)
     if paths:
         from autograder.engine import pool
         from autograder.engine.sandbox import Limits
@@ -44,8 +86,14 @@ def pytest_configure(config):
         pool.keep(1)
 
 
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".ipynb" and file_path.resolve() in getattr(parent.config, "_autograder_notebooks", ()):
+        return NotebookFile.from_parent(parent, path=file_path)
+    return None
+
+
 def pytest_pycollect_makemodule(module_path, parent):
-    if module_path.name == "test_notebooks.py" and module_path.parent == PACKAGE:
+    if module_path.name == PLACEHOLDER.name and module_path.parent == PACKAGE:
         return Notebooks.from_parent(parent, path=module_path)
     return None
 
@@ -55,6 +103,8 @@ class ExerciseFailed(Exception):
 
 
 class Notebooks(pytest.File):
+    """The placeholder module: one collector per notebook to grade."""
+
     def collect(self):
         paths = _paths(self.config)
         if not paths:
@@ -63,11 +113,12 @@ class Notebooks(pytest.File):
             yield NotebookItems.from_parent(self, name=path.name, path_=path)
 
 
-class NotebookItems(pytest.Collector):
-    def __init__(self, *, path_: Path, **kwargs):
-        super().__init__(**kwargs)
-        self.notebook_path = path_
-        self._report = None
+class _Graded:
+    """One notebook: one :class:`Exercise` per exercise of its kind, graded once."""
+
+    notebook_path: Path
+    label: str          # how messages name the notebook
+    _report = None
 
     def collect(self):
         from autograder.engine.grade import catalogue, identify
@@ -96,6 +147,24 @@ class NotebookItems(pytest.Collector):
         return self._report
 
 
+class NotebookItems(_Graded, pytest.Collector):
+    """A notebook graded through the placeholder (``pytest autograder``)."""
+
+    def __init__(self, *, path_: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.notebook_path = path_
+        self.label = str(path_)
+
+
+class NotebookFile(_Graded, pytest.File):
+    """A notebook collected by itself (``pytest --notebook hw.ipynb``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.notebook_path = self.path
+        self.label = self.name
+
+
 class Exercise(pytest.Item):
     def __init__(self, *, reason: str | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -114,7 +183,7 @@ class Exercise(pytest.Item):
 
     def runtest(self):
         if self.reason:
-            raise ExerciseFailed(f"{self.parent.notebook_path}: {self.reason}")
+            raise ExerciseFailed(f"{self.parent.label}: {self.reason}")
         report = self.parent.report()
         if report.error:
             raise ExerciseFailed(report.error)
