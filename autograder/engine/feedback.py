@@ -95,7 +95,11 @@ def close(got: torch.Tensor, expected: torch.Tensor, *, rtol: float = 1e-4, atol
 
 
 def difference(got: torch.Tensor, expected: torch.Tensor, *, rtol: float = 1e-4, atol: float = 1e-5) -> list[str]:
-    """Detail lines for two same-shaped tensors that differ: first mismatch, largest gap."""
+    """Detail lines for two same-shaped tensors that differ: first mismatch, largest gap.
+
+    Tensors of different shapes get one line saying so (never an exception)."""
+    if tuple(got.shape) != tuple(expected.shape):
+        return [f"Expected shape {shape_str(expected.shape)}, got shape {shape_str(got.shape)}."]
     g, e = got.double(), expected.double()
     bad = ~torch.isclose(g, e, rtol=rtol, atol=atol)
     evidence.compared(got, expected, bad=bad)      # for the "expected vs got" table, when shown

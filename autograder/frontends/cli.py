@@ -202,12 +202,20 @@ def main(argv: list[str] | None = None) -> int:
                         "for a lesson without one, how many more times the solutions are graded "
                         "(default 3)")
     t.add_argument("--jobs", type=int, default=2, metavar="N", help="notebooks or mutants graded at once")
+    m = sub.add_parser("mutants", add_help=False,
+                       help="mutation testing of a lesson's checks (the options: mutants --help)")
+    m.add_argument("rest", nargs=argparse.REMAINDER)
     r = sub.add_parser("report", help="a class report from `grade --json` files or nbgrader's gradebook",
                        parents=[lessons])
     r.add_argument("json_files", nargs="*", metavar="CLASS.json")
     r.add_argument("--html", metavar="OUT.html", help="write one self-contained page instead of text")
     r.add_argument("--gradebook", metavar="DB", help="read nbgrader's gradebook.db instead of JSON")
     r.add_argument("--assignment", metavar="NAME", help="the assignment, with --gradebook")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["mutants"]:         # its own command line (also scripts/mutants.py)
+        from .mutants import cli as mutants
+        return mutants(argv[1:], description="python -m autograder mutants: can a small change "
+                                             "to a correct solution pass?")
     args = parser.parse_args(argv)
     if args.command == "notebooks":     # needs no lesson loaded
         return _notebooks(args.dest, args.force)
