@@ -8,8 +8,8 @@ notebook runs, and the grader's snippets that call its functions).
 
 For that time, :func:`watching` replaces each callable the exercise's rule bans by a
 thin wrapper: the functions of the banned modules (``torch.nn.init``, ...), the banned
-functions (``torch.relu``, ``torch.matmul``, ...), the constructors of the banned
-modules' classes and ``nn.Module.__call__``, and the banned methods of ``torch.Tensor``
+functions (``torch.relu``, ``torch.matmul``, ...), calling the banned modules' classes
+(``nn.Module.__call__``: any layer), and the banned methods of ``torch.Tensor``
 (``@`` is ``Tensor.__matmul__``); in their modules and classes, and wherever the
 notebook's own names hold one (a global alias, a list, a default argument, a closure,
 a class or instance attribute). Afterwards everything is put back.
@@ -50,7 +50,7 @@ _OPERATOR_METHODS = {"__matmul__": "@", "__rmatmul__": "@", "__imatmul__": "@="}
 _ACTIVE: "Watch | None" = None          # the watch of the code running now
 _WRAPPERS: dict[int, tuple[Any, Any]] = {}     # id(original) -> (original, its wrapper)
 _ORIGINALS: dict[int, Any] = {}                # id(wrapper) -> original
-_TARGETS: dict[tuple, tuple[list, dict]] = {}  # rule -> (targets, banned originals), cached
+_TARGETS: dict[tuple, tuple[int, "_Plan"]] = {}  # rule -> (modules imported, its plan)
 
 
 def _wrapper(original: Any, name: str):
@@ -97,8 +97,11 @@ def _resolve(prefixes: tuple[str, ...], methods: tuple[str, ...], allowed: tuple
         found[(id(owner), attr)] = (owner, attr, original)
 
     for prefix in prefixes:
+        # the public modules under the prefix (torch.nn, torch.nn.functional, torch.nn.init, ...)
         modules = sorted((m for n, m in list(sys.modules.items())
-                          if isinstance(m, types.ModuleType) and _under(n, prefix)), key=lambda m: m.__name__)
+                          if isinstance(m, types.ModuleType) and _under(n, prefix)
+                          and not any(part.startswith("_") for part in n[len(prefix):].split("."))),
+                         key=lambda m: m.__name__)
         for module in modules:
             top = module.__name__ == prefix
             for attr, value in list(vars(module).items()):
@@ -111,12 +114,12 @@ def _resolve(prefixes: tuple[str, ...], methods: tuple[str, ...], allowed: tuple
                     # torch's own functions re-exported here (F.conv2d is torch.conv2d) are
                     # banned as spelled through this module, not wherever they are kept
                     add(module, attr, value, full, search=False)
-                elif isinstance(value, type) and _under(value.__module__, prefix):
-                    # constructors of the module's own classes, and calling any nn.Module
-                    for special in (("__init__", "__call__") if top else ("__call__",)):
-                        method = vars(value).get(special)
-                        if isinstance(method, types.FunctionType):
-                            add(value, special, method, full)
+                elif top and isinstance(value, type) and _under(value.__module__, prefix):
+                    # calling an instance of the module's classes (any nn.Module: a layer made
+                    # anywhere does its work when called)
+                    method = vars(value).get("__call__")
+                    if isinstance(method, types.FunctionType):
+                        add(value, "__call__", method, full)
         if not modules:                 # a single function: torch.relu, operator.matmul
             head, _, attr = prefix.rpartition(".")
             owner = sys.modules.get(head)
@@ -132,24 +135,38 @@ def _resolve(prefixes: tuple[str, ...], methods: tuple[str, ...], allowed: tuple
     return targets, {i: n for i, n in names.items() if i in searched}
 
 
-def _targets(rule: dict):
-    """The rule's targets, cached until more modules are imported."""
+class _Plan:
+    """What a rule wraps, grouped by the module or class that holds it (made once per rule)."""
+
+    def __init__(self, targets: list, banned: dict[int, str]) -> None:
+        self.banned = banned
+        self.names = {name for _, _, _, name in targets}
+        groups: dict[int, tuple[Any, dict, dict]] = {}
+        for owner, attr, original, name in targets:
+            _, originals, wrappers = groups.setdefault(id(owner), (owner, {}, {}))
+            originals[attr], wrappers[attr] = original, _wrapper(original, name)
+        self.modules = [(vars(o), a, w) for o, a, w in groups.values() if type(vars(o)) is dict]
+        self.classes = [(o, a, w) for o, a, w in groups.values() if type(vars(o)) is not dict]
+
+
+def _plan(rule: dict) -> _Plan:
+    """The rule's plan, cached until more modules are imported."""
     key = (tuple(rule.get("prefixes", ())), tuple(rule.get("methods", ())), tuple(rule.get("allowed", ())))
     cached = _TARGETS.get(key)
     if cached is None or cached[0] != len(sys.modules):
-        cached = (len(sys.modules), *_resolve(*key))
+        cached = (len(sys.modules), _Plan(*_resolve(*key)))
         _TARGETS[key] = cached
-    return cached[1], cached[2]
+    return cached[1]
 
 
 class Watch:
     """One exercise's code running: where it lives, what it may not call, what it called."""
 
     def __init__(self, rule: dict, cells, stops, namespace: dict) -> None:
-        self.targets, self.banned = _targets(rule)
+        self.plan = _plan(rule)
+        self.banned = self.plan.banned
         self.methods = {m for m in rule.get("methods", ())}
-        self.names = {name for _, _, _, name in self.targets}
-        self.names |= {_OPERATOR_METHODS.get(m, f".{m}()") for m in self.methods}
+        self.names = self.plan.names | {_OPERATOR_METHODS.get(m, f".{m}()") for m in self.methods}
         self.cells = frozenset(cells)
         self.stops = frozenset(stops) - self.cells
         self.ns = namespace
@@ -180,14 +197,20 @@ class Watch:
 
     # ------------------------------------------------------------------ wrapping
     def install(self) -> None:
-        for owner, attr, original, name in self.targets:
-            before = vars(owner).get(attr, _MISSING)
-            wrapper = _wrapper(original, name)
-            try:
-                setattr(owner, attr, wrapper)
-            except (AttributeError, TypeError):
-                continue
-            self._undo.append((self._put_back_attr, owner, attr, before, wrapper))
+        for namespace, originals, wrappers in self.plan.modules:
+            # in bulk: only what still holds the original (the student may have replaced it)
+            swap = {attr: wrappers[attr] for attr, original in originals.items()
+                    if namespace.get(attr, _MISSING) is original}
+            namespace.update(swap)
+            self._undo.append((self._put_back_module, namespace, swap, originals))
+        for cls, originals, wrappers in self.plan.classes:
+            for attr in originals:
+                before = vars(cls).get(attr, _MISSING)
+                try:
+                    setattr(cls, attr, wrappers[attr])
+                except (AttributeError, TypeError):
+                    continue
+                self._undo.append((self._put_back_attr, cls, attr, before, wrappers[attr]))
         self._visited: set[int] = set()
         self._fix_dict(self.ns, SEARCH_DEPTH)
         del self._visited
@@ -201,6 +224,11 @@ class Watch:
                 pass
 
     @staticmethod
+    def _put_back_module(namespace: dict, swapped: dict, originals: dict) -> None:
+        namespace.update({attr: originals[attr] for attr, wrapper in swapped.items()
+                          if namespace.get(attr, _MISSING) is wrapper})
+
+    @staticmethod
     def _put_back_attr(owner, attr, before, wrapper) -> None:
         if vars(owner).get(attr, _MISSING) is not wrapper:
             return                      # the student's code replaced it meanwhile: theirs stays
@@ -212,7 +240,11 @@ class Watch:
     @staticmethod
     def _put_back_item(container, key, before, wrapper) -> None:
         current = container.get(key, _MISSING) if isinstance(container, dict) else container[key]
-        if current is wrapper:
+        if current is not wrapper:
+            return                      # the student's code replaced it meanwhile: theirs stays
+        if before is _MISSING:
+            del container[key]
+        else:
             container[key] = before
 
     # ------------------------------------------------------------------ stored references
