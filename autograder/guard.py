@@ -339,6 +339,8 @@ class Watch:
                 new = type(item)(new) if new is not None else None
             else:
                 new = self._replacement(item, depth)
+                if isinstance(new, types.FunctionType) and not isinstance(item, types.FunctionType):
+                    new = staticmethod(new)     # a builtin kept on a class is not bound; its stand-in neither
             if new is not None:
                 try:
                     setattr(cls, attr, new)

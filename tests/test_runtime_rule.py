@@ -288,6 +288,27 @@ def test_guard_watches_a_cell_rerun_as_the_cells_own_code():
     assert reply["violations"] == [{"name": "torch.nn.init.kaiming_uniform_", "line": 2}]
 
 
+def test_guard_watches_the_cells_top_level_code_and_stored_references():
+    """Is a banned call in the cell's top-level code seen when the notebook runs it, and is
+    one kept as a class attribute, in a closure or in a functools.partial seen too, while
+    the class still works as it did (a builtin on a class is not bound)?"""
+    ex = Executor()
+    ex.run_cell("import functools, torch\n"
+                "class Layer:\n    act = torch.relu\n"
+                "def make():\n    f = torch.relu\n    return lambda x: f(x)\n"
+                "closure, part = make(), functools.partial(torch.relu)\n", "1")
+    rule = {"prefixes": ["torch.relu"], "methods": [], "allowed": []}
+    spec = {"rule": rule, "cells": ["<cell relu>"], "stops": []}
+    run = ex.run_cell("probe = getattr(torch, 're' + 'lu')(torch.ones(2))\n", "relu", watch=spec)
+    assert run["status"] == "ok" and run["violations"] == [{"name": "torch.relu", "line": 1}]
+    for call in ("Layer().act(x)", "closure(x)", "part(x)"):
+        ex.run_cell(f"def relu(x):\n    return {call}\n", "relu")
+        reply, _ = ex.evaluate("result = relu(x)", {"x": -torch.ones(2)}, {}, ["result"], watch=spec)
+        assert reply["status"] == "ok", reply["error"]
+        assert reply["violations"] == [{"name": "torch.relu", "line": 2}], call
+    assert ex.ns["Layer"].__dict__["act"] is torch.relu
+
+
 def test_tensor_methods_and_the_matmul_operator_are_watched():
     """Are banned Tensor methods (.relu(), and @ as Tensor.__matmul__) seen, bound and
     stored earlier too, and only while watched?"""
