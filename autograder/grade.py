@@ -66,8 +66,8 @@ def open_submission(nb: Notebook, limits: Limits = Limits()) -> Iterator[RemoteS
         threading.Thread(target=_locked, args=(prefetch,), daemon=True).start()
     readable, env = pool.settings()
     with Session(limits, readable=readable, env=env) as session:
-        sub = RemoteSubmission(nb, session)
-        sub.execute(guards=checks.guards(kind) if kind else None)
+        sub = RemoteSubmission(nb, session, guards=checks.guards(kind) if kind else None)
+        sub.execute()
         token = CURRENT.set(sub)
         try:
             yield sub

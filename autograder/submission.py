@@ -76,21 +76,20 @@ class Submission:
 
 
 class RemoteSubmission(Submission):
-    def __init__(self, notebook: Notebook, session: Session) -> None:
+    def __init__(self, notebook: Notebook, session: Session, guards: dict[str, dict] | None = None) -> None:
+        """``guards`` maps an exercise's grade_id to the keyword arguments of
+        :meth:`watching` for it: when the notebook runs, that cell reports the banned
+        operators it called."""
         self.notebook, self.session = notebook, session
         self.confined = session.confined
         self.runs: dict[str, CellRun] = {}
+        self.guards = guards or {}
 
-    def execute(self, guards: dict[str, dict] | None = None) -> None:
-        """Run the student's cells in order (a cell that fails does not stop the rest).
-
-        ``guards`` maps an exercise's grade_id to the keyword arguments of
-        :meth:`watching` for it: its cell then reports the banned operators it called.
-        """
-        guards = guards or {}
+    def execute(self) -> None:
+        """Run the student's cells in order (a cell that fails does not stop the rest)."""
         for cell in self.notebook.code_to_run():
             label = cell.grade_id or f"{cell.index + 1}"
-            plan = guards.get(cell.grade_id) if cell.grade_id else None
+            plan = self.guards.get(cell.grade_id) if cell.grade_id else None
             watch = self.watch_spec(cell.grade_id, **plan) if plan else None
             run = self.session.run_cell(label, cell.source, watch=watch)
             if cell.grade_id:
