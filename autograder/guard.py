@@ -48,7 +48,7 @@ _MISSING = object()
 _OPERATOR_METHODS = {"__matmul__": "@", "__rmatmul__": "@", "__imatmul__": "@="}
 
 _ACTIVE: "Watch | None" = None          # the watch of the code running now
-_WRAPPERS: dict[int, tuple[Any, Any]] = {}     # id(original) -> (original, its wrapper)
+_WRAPPERS: dict[int, tuple[Any, Any, str]] = {}    # id(original) -> (original, its wrapper, name)
 _ORIGINALS: dict[int, Any] = {}                # id(wrapper) -> original
 _TARGETS: dict[tuple, tuple[int, "_Plan"]] = {}  # rule -> (modules imported, its plan)
 
@@ -57,7 +57,7 @@ def _wrapper(original: Any, name: str):
     """The one wrapper of ``original`` (made once, reused by every watch)."""
     known = _WRAPPERS.get(id(original))
     if known is not None and known[0] is original:
-        return known[1]
+        return known[1]     # with the name it was made with (see _Plan.names)
 
     def guarded(*args, **kwargs):
         watch = _ACTIVE
@@ -70,7 +70,7 @@ def _wrapper(original: Any, name: str):
             setattr(guarded, attr, getattr(original, attr))
         except (AttributeError, TypeError):
             pass
-    _WRAPPERS[id(original)] = (original, guarded)
+    _WRAPPERS[id(original)] = (original, guarded, name)
     _ORIGINALS[id(guarded)] = original
     return guarded
 
@@ -139,12 +139,13 @@ class _Plan:
     """What a rule wraps, grouped by the module or class that holds it (made once per rule)."""
 
     def __init__(self, targets: list, banned: dict[int, str]) -> None:
-        self.banned = banned
-        self.names = {name for _, _, _, name in targets}
         groups: dict[int, tuple[Any, dict, dict]] = {}
         for owner, attr, original, name in targets:
             _, originals, wrappers = groups.setdefault(id(owner), (owner, {}, {}))
             originals[attr], wrappers[attr] = original, _wrapper(original, name)
+        # the names the wrappers report (a wrapper keeps the name it was first made with)
+        self.names = {_WRAPPERS[id(original)][2] for _, _, original, _ in targets}
+        self.banned = {i: _WRAPPERS[i][2] if i in _WRAPPERS else name for i, name in banned.items()}
         self.modules = [(vars(o), a, w) for o, a, w in groups.values() if type(vars(o)) is dict]
         self.classes = [(o, a, w) for o, a, w in groups.values() if type(vars(o)) is not dict]
 
@@ -313,7 +314,8 @@ class Watch:
 
     def _fix_function(self, fn: types.FunctionType, depth: int) -> None:
         """A notebook function's defaults and closure (library functions are left alone)."""
-        if not (fn.__globals__ is self.ns or fn.__code__.co_filename.startswith("<")):
+        filename = fn.__code__.co_filename
+        if filename.startswith("<grader") or not (fn.__globals__ is self.ns or filename.startswith("<")):
             return
         if fn.__defaults__:
             new = self._replacement(fn.__defaults__, depth)
@@ -365,16 +367,25 @@ def watching(spec: dict | None, namespace: dict) -> Iterator[Watch | None]:
     ``methods`` and ``allowed``; ``cells``, the file names of its code; ``stops``, those
     of the other exercises' code) while the body runs; ``None`` watches nothing.
 
-    The :class:`Watch` yielded holds the violations afterwards.
+    The :class:`Watch` yielded holds the violations afterwards; ``None`` is yielded when
+    there is nothing to watch, or when the guard could not be set up (its own failure is
+    never charged to the student: nothing is recorded).
     """
     global _ACTIVE
-    if not spec:
+    watch = None
+    if spec:
+        try:
+            watch = Watch(spec.get("rule") or {}, spec.get("cells") or (), spec.get("stops") or (), namespace)
+            watch.install()
+        except Exception:       # the guard's own failure must never become the student's error
+            if watch is not None:
+                watch.uninstall()
+            watch = None
+    if watch is None:
         yield None
         return
-    watch = Watch(spec.get("rule") or {}, spec.get("cells") or (), spec.get("stops") or (), namespace)
     previous = _ACTIVE
     try:
-        watch.install()
         _ACTIVE = watch
         yield watch
     finally:
