@@ -50,7 +50,7 @@ _OPERATOR_METHODS = {"__matmul__": "@", "__rmatmul__": "@", "__imatmul__": "@="}
 _ACTIVE: "Watch | None" = None          # the watch of the code running now
 _WRAPPERS: dict[int, tuple[Any, Any, str]] = {}    # id(original) -> (original, its wrapper, name)
 _ORIGINALS: dict[int, Any] = {}                # id(wrapper) -> original
-_TARGETS: dict[tuple, tuple[int, "_Plan"]] = {}  # rule -> (modules imported, its plan)
+_TARGETS: dict[tuple, tuple[int, frozenset, "_Plan"]] = {}  # rule -> (modules, those it covers, plan)
 
 
 def _wrapper(original: Any, name: str):
@@ -151,13 +151,16 @@ class _Plan:
 
 
 def _plan(rule: dict) -> _Plan:
-    """The rule's plan, cached until more modules are imported."""
+    """The rule's plan, cached until a module under one of its prefixes is imported."""
     key = (tuple(rule.get("prefixes", ())), tuple(rule.get("methods", ())), tuple(rule.get("allowed", ())))
     cached = _TARGETS.get(key)
-    if cached is None or cached[0] != len(sys.modules):
-        cached = (len(sys.modules), _Plan(*_resolve(*key)))
-        _TARGETS[key] = cached
-    return cached[1]
+    if cached is not None and cached[0] == len(sys.modules):
+        return cached[2]
+    covered = frozenset(n for n in list(sys.modules) if any(_under(n, p) or _under(p, n) for p in key[0]))
+    if cached is None or cached[1] != covered:
+        cached = (len(sys.modules), covered, _Plan(*_resolve(*key)))
+    _TARGETS[key] = (len(sys.modules), covered, cached[2])
+    return cached[2]
 
 
 class Watch:
