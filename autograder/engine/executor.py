@@ -19,9 +19,9 @@ import threading
 import traceback
 from typing import Any
 
-from . import codec
+from . import codec, guard
 
-__all__ = ["Executor", "CellTimeout", "transform_magics"]
+__all__ = ["Executor", "CellTimeout", "transform_magics", "definition"]
 
 MAX_OUTPUT = 64 * 1024          # characters of stdout/stderr kept per request
 CELL_PREFIX = "<cell "
@@ -103,28 +103,36 @@ class Executor:
         self.ns = namespace if namespace is not None else {"__name__": "__main__"}
 
     # ------------------------------------------------------------------ cells
-    def run_cell(self, source: str, label: str, timeout: float | None = None) -> dict:
-        """Execute one notebook cell; report status, output and the student's traceback."""
+    def run_cell(self, source: str, label: str, timeout: float | None = None,
+                 watch: dict | None = None) -> dict:
+        """Execute one notebook cell; report status, output and the student's traceback.
+
+        With ``watch`` (see :func:`autograder.engine.guard.watching`), also the banned operators
+        the cell's own code called while it ran, under ``"violations"``.
+        """
         filename = f"{CELL_PREFIX}{label}>"
         source = transform_magics(source)
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         out, err = _CappedText(), _CappedText()
-        status, error = "ok", None
+        status, error, seen = "ok", None, None
         try:
             code = compile(source, filename, "exec")
-            with _captured(out, err), _time_limit(timeout):
+            with _captured(out, err), _time_limit(timeout), guard.watching(watch, self.ns) as seen:
                 exec(code, self.ns)
         except CellTimeout:
             status, error = "timeout", {"ename": "Timeout", "evalue": f"still running after {timeout:g} s",
                                         "traceback": ""}
         except BaseException as exc:  # student code may raise anything, SystemExit included
             status, error = "error", format_student_error(exc)
-        return {"status": status, "error": error, "stdout": out.getvalue(), "stderr": err.getvalue()}
+        reply = {"status": status, "error": error, "stdout": out.getvalue(), "stderr": err.getvalue()}
+        if watch:
+            reply["violations"] = seen.violations if seen is not None else []
+        return reply
 
     # ------------------------------------------------------------------ questions
     def evaluate(self, code: str, inputs: dict[str, Any], overrides: dict[str, Any],
                  outputs: list[str], *, seed: int | None = None,
-                 timeout: float | None = None) -> tuple[dict, list]:
+                 timeout: float | None = None, watch: dict | None = None) -> tuple[dict, list]:
         """Run a grader snippet against the student's namespace.
 
         ``inputs`` become local names of the snippet; ``overrides`` replace the
@@ -133,17 +141,24 @@ class Executor:
         named in ``outputs`` are returned encoded, along with the state of every
         override afterwards (under ``"overrides"``), so gradients stored as ``.g`` on
         the grader's tensors come back too.
+
+        With ``watch``, the banned operators the exercise's code called come back under
+        ``"violations"`` (see :func:`autograder.engine.guard.watching`). A snippet that starts with
+        the exercise's cell source (``watch["source"]``, a cell re-run on the grader's
+        inputs) runs that part as the cell's own code, under ``watch["filename"]``.
         """
         scope = dict(inputs)
         saved = {name: self.ns.get(name, codec.MISSING) for name in overrides}
         out, err = _CappedText(), _CappedText()
-        error, status = None, "ok"
+        error, status, seen = None, "ok", None
         try:
             self.ns.update(overrides)
             if seed is not None:
                 _seed_everything(seed)
-            with _captured(out, err), _time_limit(timeout):
-                exec(compile(code, "<grader>", "exec"), self.ns, scope)
+            parts = _split(code, watch)
+            with _captured(out, err), _time_limit(timeout), guard.watching(watch, self.ns) as seen:
+                for part in parts:
+                    exec(part, self.ns, scope)
         except CellTimeout:
             status, error = "timeout", {"ename": "Timeout", "evalue": f"still running after {timeout:g} s",
                                         "traceback": ""}
@@ -163,6 +178,8 @@ class Executor:
                       for name, v in after.items()}
         reply = {"status": status, "error": error, "values": values, "overrides": after_desc,
                  "stdout": out.getvalue(), "stderr": err.getvalue()}
+        if watch:
+            reply["violations"] = seen.violations if seen is not None else []
         return reply, buffers
 
     def get(self, names: list[str]) -> tuple[dict, list]:
@@ -171,6 +188,17 @@ class Executor:
         values = {name: (codec.encode(self.ns[name], buffers) if name in self.ns else {"t": "missing"})
                   for name in names}
         return {"status": "ok", "values": values}, buffers
+
+
+def _split(code: str, watch: dict | None) -> list:
+    """The snippet compiled: the exercise's cell source it starts with (if any) as the
+    cell's own code, the rest as the grader's."""
+    source, filename = (watch or {}).get("source"), (watch or {}).get("filename")
+    if not (source and filename and code.startswith(source)):
+        return [compile(code, "<grader>", "exec")]
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    rest = code[len(source):]
+    return [compile(source, filename, "exec")] + ([compile(rest, "<grader>", "exec")] if rest.strip() else [])
 
 
 def _seed_everything(seed: int) -> None:
@@ -210,6 +238,12 @@ def _time_limit(seconds: float | None):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def definition(expr: str):
+    """One of the grader's own definitions (an expression the grader wrote), evaluated with
+    ``torch``; its code is the grader's, so the from-scratch guard never counts its calls."""
+    return eval(compile(expr, "<grader definition>", "eval"), {"torch": __import__("torch")})
 
 
 def in_worker() -> bool:

@@ -59,14 +59,15 @@ def open_submission(nb: Notebook, limits: Limits = Limits()) -> Iterator[RemoteS
     While the worker runs the student's cells, the grader loads its own references.
     """
     try:
-        prefetch = checks.PREFETCH.get(identify(nb))
+        kind = identify(nb)
     except NotebookError:
-        prefetch = None
+        kind = None
+    prefetch = checks.PREFETCH.get(kind)
     if prefetch is not None:
         threading.Thread(target=_locked, args=(prefetch,), daemon=True).start()
     readable, env = pool.settings()
     with Session(limits, readable=readable, env=env) as session:
-        sub = RemoteSubmission(nb, session)
+        sub = RemoteSubmission(nb, session, guards=checks.guards(kind) if kind else None)
         sub.execute()
         token = CURRENT.set(sub)
         try:

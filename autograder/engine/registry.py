@@ -11,6 +11,7 @@ Checks never import ``solutions/``: references come from PyTorch itself or liter
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,7 +25,7 @@ from .submission import Submission
 
 __all__ = ["Exercise", "Lesson", "LessonError", "EXERCISES", "NOTEBOOKS", "PREFETCH", "install",
            "run_exercise", "call", "Called", "fail_on_error", "cell_error", "grader_error_result",
-           "require_named_squeeze"]
+           "require_named_squeeze", "guard_plan", "guards"]
 
 
 @dataclass(frozen=True)
@@ -254,11 +255,10 @@ def _precheck(ex: Exercise, sub: Submission) -> None:
     if ex.rule and source:
         found = static.find_banned(source, ex.rule, static.aliases(sub.all_source()))
         if found:
-            names = ", ".join(f"`{f.name}` (line {f.line})" for f in found[:3])
-            raise Fail(f"{ex.title}: uses {names}, which this exercise asks you to build yourself.",
-                       hint=ex.rule_hint or "The point is to see what is inside PyTorch's operator: "
-                                            "write it with plain tensor arithmetic.")
+            raise rule_failure(ex, [f"`{f.name}` (line {f.line})" for f in found])
     run = sub.cell_run(ex.name)
+    if ex.rule and run is not None and run.violations:
+        raise called_banned(ex, run.violations)
     if run is None or run.status == "ok":
         return
     error = run.error or {}
@@ -274,6 +274,37 @@ def _precheck(ex: Exercise, sub: Submission) -> None:
         raise cell_error(ex, run)
 
 
+def rule_failure(ex: Exercise, uses: list[str]) -> Fail:
+    """The from-scratch rule's failure: ``uses`` names what the exercise's code used."""
+    return Fail(f"{ex.title}: uses {', '.join(uses[:3])}, which this exercise asks you to build yourself.",
+                hint=ex.rule_hint or "The point is to see what is inside PyTorch's operator: "
+                                     "write it with plain tensor arithmetic.")
+
+
+def called_banned(ex: Exercise, found: list[tuple[str, int]]) -> Fail:
+    """The rule's failure for banned operators seen at run time (:mod:`autograder.engine.guard`)."""
+    return rule_failure(ex, [f"`{name}` (called at line {line})" for name, line in found])
+
+
+def guard_plan(ex: Exercise) -> dict | None:
+    """How the run-time guard watches ``ex``: the keyword arguments of
+    :meth:`~autograder.submission.Submission.watching` (``None`` for an exercise without a rule)."""
+    if ex.rule is None:
+        return None
+    rule = ex.rule
+    methods = (*rule.methods, *rule.attributes, *rule.calls,
+               *(("__matmul__", "__rmatmul__", "__imatmul__") if rule.matmul_operator else ()))
+    return {"rule": {"prefixes": list(rule.prefixes), "methods": list(dict.fromkeys(methods)),
+                     "allowed": list(rule.allowed)},
+            "others": [(o.name, o.defines or None) for o in NOTEBOOKS[ex.notebook] if o is not ex],
+            "defines": ex.defines or None}
+
+
+def guards(notebook: str) -> dict[str, dict]:
+    """:func:`guard_plan` of every exercise of ``notebook`` that has a rule, by grade_id."""
+    return {ex.name: plan for ex in NOTEBOOKS.get(notebook, ()) if (plan := guard_plan(ex))}
+
+
 def cell_error(ex: Exercise, run) -> Fail:
     """The failure for an exercise whose cell raised when the notebook ran."""
     error = run.error or {}
@@ -284,9 +315,18 @@ def cell_error(ex: Exercise, run) -> Fail:
 
 def run_exercise(ex: Exercise, sub: Submission, **options) -> ExerciseResult:
     """Grade one exercise. Never raises: every outcome becomes a result with a message."""
+    plan = guard_plan(ex)
+    watch = sub.watching(ex.name, **plan) if plan else contextlib.nullcontext([])
     try:
-        _precheck(ex, sub)
-        ex.check(sub, **options)
+        with watch as seen:
+            try:
+                _precheck(ex, sub)
+                ex.check(sub, **options)
+            except Fail:
+                if not seen:
+                    raise
+            if seen:        # a banned operator the source did not show: the rule's failure first
+                raise called_banned(ex, seen)
     except Fail as fail:
         return ExerciseResult(ex.name, False, 0, ex.points, f"{ex.name} · {fail.render()}")
     except WorkerDied as died:          # a fresh worker ran the canary: the crash is the student's

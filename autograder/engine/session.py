@@ -57,6 +57,7 @@ class CellRun:
     error: dict | None = None       # ename, evalue, traceback (the student's frames)
     stdout: str = ""
     stderr: str = ""
+    violations: list[tuple[str, int]] = field(default_factory=list)   # banned calls: (name, line)
 
     @property
     def reason(self) -> str:
@@ -73,6 +74,18 @@ class Evaluation:
     overrides: dict[str, Any] = field(default_factory=dict)
     error: dict | None = None
     stdout: str = ""
+    violations: list[tuple[str, int]] = field(default_factory=list)   # banned calls: (name, line)
+
+
+def violations(reply: dict) -> list[tuple[str, int]]:
+    """The banned calls a worker reported (see :mod:`autograder.engine.guard`), as plain pairs;
+    anything malformed is dropped (it could only ever be the student's own side's doing)."""
+    found = []
+    items = reply.get("violations")
+    for item in items[:20] if isinstance(items, list) else ():
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and type(item.get("line")) is int:
+            found.append((item["name"][:120], item["line"]))
+    return found
 
 
 class Session:
@@ -233,27 +246,33 @@ class Session:
         header = {**header, "timeout": timeout}
         return self._request_raw(header, timeout + 5, buffers)
 
-    def run_cell(self, label: str, source: str) -> CellRun:
-        """Run one cell of the submission; never raises for student misbehaviour."""
+    def run_cell(self, label: str, source: str, watch: dict | None = None) -> CellRun:
+        """Run one cell of the submission; never raises for student misbehaviour. ``watch``
+        asks for the banned operators the cell's own code calls (:mod:`autograder.engine.guard`)."""
+        header = {"op": "run", "source": source, "label": label}
+        if watch:
+            header["watch"] = watch
         try:
-            reply, _ = self._request({"op": "run", "source": source, "label": label})
+            reply, _ = self._request(header)
         except WorkerDied as exc:
             return CellRun(label, "crashed", {"ename": "WorkerDied", "evalue": str(exc), "traceback": ""})
         run = CellRun(label, str(reply.get("status")), reply.get("error"),
-                      str(reply.get("stdout", "")), str(reply.get("stderr", "")))
+                      str(reply.get("stdout", "")), str(reply.get("stderr", "")), violations(reply))
         if run.status == "ok":
             self.replay.append((label, source))
         return run
 
     def evaluate(self, code: str, *, inputs: dict | None = None, overrides: dict | None = None,
                  definitions: dict[str, str] | None = None, outputs: tuple[str, ...] = ("result",),
-                 seed: int | None = None) -> Evaluation:
+                 seed: int | None = None, watch: dict | None = None) -> Evaluation:
         """Run a grader snippet; raises :class:`WorkerDied` if the worker does not survive it."""
         buffers: list = []
         header = {"op": "eval", "code": code, "outputs": list(outputs), "seed": seed,
                   "inputs": {k: codec.encode(v, buffers) for k, v in (inputs or {}).items()},
                   "overrides": {k: codec.encode(v, buffers) for k, v in (overrides or {}).items()},
                   "definitions": dict(definitions or {})}
+        if watch:
+            header["watch"] = watch
         reply, out = self._request(header, buffers)
         try:
             values = {k: codec.decode(v, out) for k, v in dict(reply.get("values", {})).items()}
@@ -261,7 +280,7 @@ class Session:
         except (codec.ProtocolError, TypeError, ValueError, AttributeError) as exc:
             raise self._die(f"the worker sent a malformed answer: {exc}") from None
         return Evaluation(str(reply.get("status")), values, after, reply.get("error"),
-                          str(reply.get("stdout", "")))
+                          str(reply.get("stdout", "")), violations(reply))
 
     def get(self, *names: str) -> dict[str, Any]:
         """The notebook's globals ``names``, decoded (``codec.MISSING`` when undefined)."""

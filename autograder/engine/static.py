@@ -30,6 +30,9 @@ class Rule:
     allowed: tuple[str, ...] = ()           # dotted names exempt from ``prefixes`` (and their parts)
     imports: bool = False                   # also flag importing a banned name in the cell
     strings: tuple[str, ...] = ()           # banned module names as strings (__import__("..."))
+    # Tensor methods banned only when called (autograder.engine.guard): a source reading cannot
+    # tell a tensor's .backward() from a layer class's own
+    calls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
-from typing import Any
+import types
+from typing import Any, Iterator
 
 from . import codec
-from .executor import Executor
+from .executor import Executor, definition
 from .notebook import Notebook
-from .session import CellRun, Evaluation, Session
+from .session import CellRun, Evaluation, Session, violations
 
 __all__ = ["Submission", "RemoteSubmission", "LocalSubmission"]
 
@@ -25,6 +27,29 @@ class Submission:
     """The interface checks are written against."""
 
     confined = False
+    _watch: dict | None = None              # while an exercise with a rule is checked
+    _seen: list[tuple[str, int]] | None = None
+
+    @contextlib.contextmanager
+    def watching(self, grade_id: str, rule: dict, others: list[tuple[str, str | None]] = (),
+                 defines: str | None = None) -> Iterator[list[tuple[str, int]]]:
+        """While the exercise ``grade_id`` is checked, every snippet the check runs also
+        reports the banned operators (``rule``, see :mod:`autograder.engine.guard`) that the
+        exercise's own code called; they collect in the list yielded, as ``(name, line)``.
+        ``others`` are the notebook's other exercises (their code answers for itself)."""
+        self._watch, self._seen = self.watch_spec(grade_id, rule, others, defines), []
+        try:
+            yield self._seen
+        finally:
+            self._watch = None
+
+    def watch_spec(self, grade_id: str, rule: dict, others, defines: str | None) -> dict:
+        """The guard's description of the exercise's code, for this front end."""
+        raise NotImplementedError
+
+    def _note(self, found: list[tuple[str, int]]) -> None:
+        if self._seen is not None:
+            self._seen.extend(f for f in found if f not in self._seen)
 
     def source(self, grade_id: str, name: str | None = None) -> str | None:
         """The source of the exercise's cell, if known; ``name`` is what the cell defines
@@ -51,18 +76,29 @@ class Submission:
 
 
 class RemoteSubmission(Submission):
-    def __init__(self, notebook: Notebook, session: Session) -> None:
+    def __init__(self, notebook: Notebook, session: Session, guards: dict[str, dict] | None = None) -> None:
+        """``guards`` maps an exercise's grade_id to the keyword arguments of
+        :meth:`watching` for it: when the notebook runs, that cell reports the banned
+        operators it called."""
         self.notebook, self.session = notebook, session
         self.confined = session.confined
         self.runs: dict[str, CellRun] = {}
+        self.guards = guards or {}
 
     def execute(self) -> None:
         """Run the student's cells in order (a cell that fails does not stop the rest)."""
         for cell in self.notebook.code_to_run():
             label = cell.grade_id or f"{cell.index + 1}"
-            run = self.session.run_cell(label, cell.source)
+            plan = self.guards.get(cell.grade_id) if cell.grade_id else None
+            watch = self.watch_spec(cell.grade_id, **plan) if plan else None
+            run = self.session.run_cell(label, cell.source, watch=watch)
             if cell.grade_id:
                 self.runs[cell.grade_id] = run
+
+    def watch_spec(self, grade_id, rule, others=(), defines=None):
+        cell = f"<cell {grade_id}>"
+        return {"rule": rule, "cells": [cell], "stops": [f"<cell {name}>" for name, _ in others],
+                "source": self.source(grade_id), "filename": cell}
 
     def source(self, grade_id, name=None):
         cell = self.notebook.by_id(grade_id)
@@ -87,7 +123,9 @@ class RemoteSubmission(Submission):
         return None
 
     def evaluate(self, code, **kwargs):
-        return self.session.evaluate(code, **kwargs)
+        ev = self.session.evaluate(code, watch=self._watch, **kwargs)
+        self._note(ev.violations)
+        return ev
 
     def get(self, *names):
         return self.session.get(*names)
@@ -118,6 +156,17 @@ class LocalSubmission(Submission):
                     return cell
         return None
 
+    def watch_spec(self, grade_id, rule, others=(), defines=None):
+        """In a kernel the exercise's code is wherever its function or class was defined
+        (the cell's file, for IPython), plus the cell source a check re-runs."""
+        cell = f"<cell {grade_id}>"
+        own = _code_files(self.executor.ns.get(defines or grade_id))
+        stops = set()
+        for name, other_defines in others:
+            stops |= _code_files(self.executor.ns.get(other_defines or name))
+        return {"rule": rule, "cells": sorted(own | {cell}), "stops": sorted(stops - own),
+                "source": self.source(grade_id, defines), "filename": cell}
+
     def all_source(self):
         history = self.executor.ns.get("In")
         if isinstance(history, list):
@@ -129,17 +178,32 @@ class LocalSubmission(Submission):
         inputs = {k: _copy(v) for k, v in (inputs or {}).items()}
         overrides = {k: _copy(v) for k, v in (overrides or {}).items()}
         for name, expr in (definitions or {}).items():
-            overrides[name] = eval(expr, {"torch": __import__("torch")})
-        reply, buffers = self.executor.evaluate(code, inputs, overrides, list(outputs), seed=seed)
+            overrides[name] = definition(expr)
+        reply, buffers = self.executor.evaluate(code, inputs, overrides, list(outputs), seed=seed,
+                                                watch=self._watch)
         buffers = [bytes(b) for b in buffers]
         values = {k: codec.decode(v, buffers) for k, v in reply["values"].items()}
         after = {k: codec.decode(v, buffers) for k, v in reply["overrides"].items()}
-        return Evaluation(reply["status"], values, after, reply["error"], reply["stdout"])
+        found = violations(reply)
+        self._note(found)
+        return Evaluation(reply["status"], values, after, reply["error"], reply["stdout"], found)
 
     def get(self, *names):
         reply, buffers = self.executor.get(list(names))
         buffers = [bytes(b) for b in buffers]
         return {k: codec.decode(v, buffers) for k, v in reply["values"].items()}
+
+
+def _code_files(value) -> set[str]:
+    """The files the code of a function, or of a class's methods, was compiled from."""
+    functions = [value] if isinstance(value, types.FunctionType) else []
+    if isinstance(value, type):
+        for item in vars(value).values():
+            item = getattr(item, "__func__", item)
+            item = getattr(item, "fget", item)
+            if isinstance(item, types.FunctionType):
+                functions.append(item)
+    return {fn.__code__.co_filename for fn in functions}
 
 
 def _copy(value):

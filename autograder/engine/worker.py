@@ -23,7 +23,8 @@ ACTIVE = False          # set while serving; ``autograder.check`` is a no-op in 
 # worker's own machinery. ``autograder.data`` is replaced by a module that offers only
 # ``mnist_path``. Everything else of the kit (checks and their references, the data
 # loader, the grader) is removed before student code runs, and importing it fails.
-KEPT = frozenset({"autograder", "autograder.engine", "autograder.engine.worker", "autograder.engine.executor", "autograder.engine.codec"})
+KEPT = frozenset({"autograder", "autograder.engine", "autograder.engine.worker", "autograder.engine.executor",
+                  "autograder.engine.codec", "autograder.engine.guard"})
 GUARDED = ("{name} is the grader's own code, not part of the lesson: your code cannot import "
            "it here. The notebooks need only `check` and `mnist_path` from the kit.")
 
@@ -74,7 +75,7 @@ def serve(request_fd: int, reply_fd: int) -> None:
     import torch  # noqa: F401  (imported before any student code, once)
 
     from . import codec
-    from .executor import Executor
+    from .executor import Executor, definition
 
     ACTIVE = True
     kit = os.path.dirname(os.path.realpath(sys.modules["autograder"].__file__))
@@ -90,14 +91,16 @@ def serve(request_fd: int, reply_fd: int) -> None:
         if op == "bye":
             return
         if op == "run":
-            codec.send(reply_fd, executor.run_cell(header["source"], header["label"], header.get("timeout")))
+            codec.send(reply_fd, executor.run_cell(header["source"], header["label"], header.get("timeout"),
+                                                   watch=header.get("watch")))
         elif op == "eval":
             inputs = {k: codec.decode(v, buffers) for k, v in header.get("inputs", {}).items()}
             overrides = {k: codec.decode(v, buffers) for k, v in header.get("overrides", {}).items()}
             for name, expr in header.get("definitions", {}).items():
-                overrides[name] = eval(expr, {"torch": __import__("torch")})  # grader-authored
+                overrides[name] = definition(expr)
             reply, out = executor.evaluate(header["code"], inputs, overrides, header.get("outputs", []),
-                                           seed=header.get("seed"), timeout=header.get("timeout"))
+                                           seed=header.get("seed"), timeout=header.get("timeout"),
+                                           watch=header.get("watch"))
             codec.send(reply_fd, reply, out)
         elif op == "get":
             reply, out = executor.get(header.get("names", []))

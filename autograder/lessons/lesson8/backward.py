@@ -37,7 +37,8 @@ from . import lesson
 NB = "03_backward"
 NO_AUTOGRAD = Rule(prefixes=("torch.autograd", "torch.nn", "torch.func", "functorch"),
                           attributes=("requires_grad", "requires_grad_", "grad", "retain_grad",
-                                      "grad_fn"))
+                                      "grad_fn"),
+                          calls=("backward",))
 RULE_HINT = ("This notebook works out every gradient by hand with the chain rule. PyTorch's "
              "autograd (requires_grad, .grad, torch.autograd) is for comparing with your answers "
              "in the demonstration cells only; compute each gradient with tensor arithmetic and "

@@ -330,7 +330,8 @@ def judge_uniform(title: str, w, shape, a: float, mode: str, *, alpha: float = A
                     "then w.uniform_(-bound, bound).")
 
 
-@lesson.exercise(NB, "kaiming_uniform", 2, "kaiming_uniform_(w, a, mode)", rule=NO_INIT, rule_hint=RULE_HINT)
+@lesson.exercise(NB, "kaiming_uniform", 2, "kaiming_uniform_(w, a, mode)", rule=NO_INIT, rule_hint=RULE_HINT,
+                 defines="kaiming_uniform_")
 def kaiming_uniform(sub, *, seed: int = 40, cases=UNIFORM_CASES) -> None:
     definitions = {"fans": REF_FANS, "gain": REF_GAIN}
     for k, (shape, a, mode) in enumerate(cases):
