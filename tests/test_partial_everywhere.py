@@ -66,8 +66,9 @@ def course(tmp_path_factory):
     return root
 
 
-def test_the_partial_score_and_message_agree_everywhere(cli, course, tmp_path):
-    """Do the CLI, pytest, check(), nbgrader and the CSV give lin_grad 2/3 with one message?"""
+def test_the_partial_score_and_message_agree_everywhere(cli, course, gradescope, tmp_path):
+    """Do the CLI, pytest, check(), nbgrader, Gradescope and the CSV give lin_grad 2/3 with
+    one message?"""
     proc, json_path, report, result = cli
     message = result["message"]
     assert message.splitlines()[0] == HEAD
@@ -108,6 +109,12 @@ def test_the_partial_score_and_message_agree_everywhere(cli, course, tmp_path):
                      if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "test_lin_grad")
     streams = ["".join(o["text"]) for o in test_cell["outputs"] if o["output_type"] == "stream"]
     assert streams == [message + "\n"]
+
+    # Gradescope: the bundle's run_autograder (tests/conftest.py builds and sets it up)
+    _, results = gradescope["grade"]({"03_backward.ipynb": NOTEBOOK})
+    lin = next(t for t in results["tests"] if t["name"] == "lin_grad")
+    assert (lin["score"], lin["max_score"], lin["output"]) == (2, 3, message)
+    assert results["score"] == report["score"]
 
     # the CSV, from the JSON and from the gradebook
     for source in ([str(json_path)], ["--gradebook", str(course / "gradebook.db"), "--assignment", "lesson8"]):
