@@ -18,7 +18,17 @@ __version__ = "0.1.0"
 
 
 class CheckFailed(AssertionError):
-    """A check failed. In Jupyter only the teaching message is shown, not our traceback."""
+    """A check failed. In Jupyter only the teaching message is shown, not our traceback.
+
+    ``score``/``max_score`` say how much of the exercise was right (partial credit: more
+    than 0 when some of its parts passed) and ``parts`` lists each part's score; nbgrader's
+    test cells turn a partial score into nbgrader's partial-credit output.
+    """
+
+    def __init__(self, message: str = "", *, score: float = 0.0, max_score: float = 0.0,
+                 parts: list | None = None) -> None:
+        super().__init__(message)
+        self.score, self.max_score, self.parts = score, max_score, list(parts or [])
 
     def _render_traceback_(self) -> list[str]:
         return str(self).splitlines()
@@ -58,7 +68,8 @@ def check(name: str | None = None, **options):
         from .engine.errors import GraderError
         raise GraderError(result.message)
     if not result.passed:
-        raise CheckFailed(result.message)
+        raise CheckFailed(result.message, score=result.score, max_score=result.max_score,
+                          parts=result.parts)
     if not displayed:
         print(f"✓ {result.message}")
     return None

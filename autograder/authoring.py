@@ -40,6 +40,30 @@ engine has already failed the exercise when its cell is missing, still raises
 ``NotImplementedError`` ("not implemented yet"), crashed, timed out, or uses what the
 exercise's :class:`Rule` bans.
 
+Partial credit: an exercise whose pieces are independent declares them with their
+points (summing to the exercise's), and its check receives a :class:`Parts` recorder as
+its second argument::
+
+    @lesson.exercise(NB, "lin_grad", 3, "lin_grad(inp, out, w, b)",
+                     parts={"inp.g": 1, "w.g": 1, "b.g": 1})
+    def check_lin_grad(sub, parts):
+        after = call(sub, title, "lin_grad", inp, out, w, b).args   # shared: a Fail here fails all
+        with parts.judge("inp.g"):
+            judge(after[0].g, expected_inp_g)                        # a Fail here fails inp.g only
+        with parts.judge("w.g"):
+            judge(after[2].g, expected_w_g)
+        with parts.judge("b.g"):
+            judge(after[3].g, expected_b_g)
+
+The score is the sum of the parts that pass; the message names each failed part with
+its explanation and says which passed; the JSON lists ``parts`` (name, score,
+max_score). A part can never pass because another failed first: judge every part from
+the grader's own inputs, never from what the student's code gave for another part. A
+part passes only when it was judged and never failed; a ``Fail`` outside every
+``judge`` block fails every part not already failed; a part the check never judged is a
+grader error (the lesson's bug), not a pass. ``NotImplementedYet`` always fails the whole
+exercise.
+
 The packaging: declare the lesson object in the entry-point group
 ``foundations_autograder.lessons`` (``mylesson = "mypkg.lesson:lesson"``), or name its
 folder with ``--lesson PATH`` / ``AUTOGRADER_LESSONS`` / ``c.SandboxGrade.lessons``.
@@ -72,6 +96,7 @@ from .engine.registry import (
                               fail_on_error,
                               require_named_squeeze,
 )
+from .engine.parts import Parts
 from .engine.session import CellRun, Evaluation
 from .engine.static import Finding, Rule, aliases, find_banned, parse
 from .engine.stats import (
@@ -92,7 +117,7 @@ from .engine.submission import Submission
 
 __all__ = [
     # declaring a lesson
-    "Lesson", "Exercise", "LessonError", "Rule",
+    "Lesson", "Exercise", "LessonError", "Rule", "Parts",
     # what a check receives and how it calls the student's code
     "Submission", "CellRun", "Evaluation", "call", "Called", "MISSING", "NumpyArray", "Opaque",
     # failing with a teaching message
@@ -113,8 +138,9 @@ __all__ = [
 # The reference, one line per name (the objects' own docstrings say the rest):
 #
 # Lesson(name, title=)            a lesson; .exercise(notebook, grade_id, points, title, rule=,
-#                                 rule_hint=, reruns=, defines=) declares a check function
-#                                 check(sub, **options); .prefetch(notebook) a function that
+#                                 rule_hint=, reruns=, defines=, parts=) declares a check function
+#                                 check(sub, **options) (with parts: check(sub, parts, **options));
+#                                 .prefetch(notebook) a function that
 #                                 loads the notebook's references ahead of the checks (run once,
 #                                 in a thread, while the student's cells run); .figure_extra(
 #                                 *grade_ids) a function fn(grade_id, sub, seen) that adds to
@@ -128,6 +154,9 @@ __all__ = [
 #                                 .seed_sweep a function fn(seeds) -> (false_failures, details)
 #                                 that runs the statistical checks on correct random draws
 #                                 (details: the report, its last line a summary).
+# Parts                           the partial-credit recorder: `with parts.judge(name):` judges
+#                                 one declared part (a Fail inside fails that part only);
+#                                 parts.failed(name) whether it already failed.
 # Rule(prefixes=, methods=, ...)  what an exercise's solution cell may not use: checked on the
 #                                 source (with line numbers) before the check runs.
 # Submission                      sub.evaluate(code, inputs=, outputs=, overrides=,

@@ -91,3 +91,76 @@ def offline_env(tmp_path) -> dict:
                AUTOGRADER_MNIST_URLS=f"http://127.0.0.1:{port}/mnist.pkl.gz",
                AUTOGRADER_MNIST_WHEEL=str(tmp_path / "no-such-wheel.whl"))
     return env
+
+
+# ----------------------------------------------------------------------------- Gradescope
+def _run_plain(args: list[str], *, env: dict, cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def plain_env(**extra: str) -> dict:
+    """This machine's environment without the test run's virtual environment in it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def gradescope(tmp_path_factory):
+    """The Gradescope bundle for 03_backward, built once, unpacked into a root laid out as
+    Gradescope lays it out (source/, submission/, results/) and set up with its own
+    setup.sh into a fresh virtual environment (torch installed first, from this machine's
+    wheels). ``grade(files, env=)`` runs run_autograder on a submission and returns
+    (process, results.json)."""
+    import time
+    import zipfile
+    started = time.monotonic()
+    base = tmp_path_factory.mktemp("gradescope")
+    bundle = base / "autograder.zip"
+    proc = _run_plain([sys.executable, "-m", "autograder", "gradescope",
+                       "assignments/lesson8/03_backward.ipynb", "-o", str(bundle), "--torch-index", ""],
+                      env=plain_env(), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    root = base / "autograder"
+    for folder in ("source", "submission", "results"):
+        (root / folder).mkdir(parents=True)
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(root / "source")
+        for info in z.infolist():          # extractall drops the mode bits; Gradescope keeps them
+            mode = info.external_attr >> 16
+            if mode:
+                os.chmod(root / "source" / info.filename, mode & 0o777)
+    python = getattr(sys, "_base_executable", None) or sys.executable
+    venv = root / "venv"
+    for step in ([python, "-m", "venv", str(venv)],
+                 [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "torch==2.13.0"]):
+        proc = _run_plain(step, env=plain_env(), cwd=base)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    from autograder.data import mnist_path
+    setup_env = plain_env(GRADESCOPE_ROOT=str(root), AUTOGRADER_SETUP_APT="0", AUTOGRADER_TORCH_INDEX="",
+                          AUTOGRADER_PYTHON=python, AUTOGRADER_MNIST=str(mnist_path()))
+    setup_env.pop("AUTOGRADER_CACHE", None)
+    setup = _run_plain(["bash", str(root / "source" / "setup.sh")], env=setup_env, cwd=root / "source")
+    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+
+    def grade(files: dict[str, bytes | str | Path], env: dict | None = None):
+        for folder in ("submission", "results"):
+            shutil.rmtree(root / folder)
+            (root / folder).mkdir()
+        for name, content in files.items():
+            target = root / "submission" / name
+            if isinstance(content, Path):
+                shutil.copy(content, target)
+            else:
+                target.write_bytes(content.encode() if isinstance(content, str) else content)
+        run_env = {**plain_env(GRADESCOPE_ROOT=str(root)), **(env or {})}
+        for key in ("AUTOGRADER_MNIST",) if env is None else ():
+            run_env.pop(key, None)
+        if env is None:
+            run_env.pop("AUTOGRADER_CACHE", None)
+        proc = _run_plain(["bash", str(root / "source" / "run_autograder")], env=run_env, cwd=root)
+        results = json.loads((root / "results" / "results.json").read_text())
+        return proc, results
+
+    return {"root": root, "bundle": bundle, "grade": grade, "setup": setup,
+            "seconds": time.monotonic() - started}

@@ -37,7 +37,7 @@ def test_cli_json_has_one_report_per_notebook_in_input_order(cli_run):
         assert set(r) == {"notebook", "exercises", "score", "max_score", "grader_error"}
         assert r["grader_error"] is False
         for e in r["exercises"]:
-            assert set(e) == {"name", "passed", "score", "max_score", "message", "grader_error"}
+            assert set(e) == {"name", "passed", "score", "max_score", "message", "grader_error", "parts"}
             assert e["grader_error"] is False
     assert proc.returncode == 1          # the stubs fail
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -33,6 +33,8 @@ EXPECTED_PHRASE = {
     "01_matmul-fail-matmul_loops-transposed.ipynb": "transposed",
     "01_matmul-fail-matmul_loops-running-total.ipynb": "running totals",
     "01_matmul-fail-matmul_loops-uses-matmul-operator.ipynb": "uses `@`",
+    "01_matmul-fail-matmul_loops-no-shape-check.ipynb": "cannot be multiplied",
+    "01_matmul-fail-matmul_loops-compares-wrong-sizes.ipynb": "which can be multiplied",
     "01_matmul-fail-matmul_elementwise-no-shape-check.ipynb": "cannot be multiplied",
     "01_matmul-fail-matmul_broadcast-two-loops.ipynb": "nests 2 loops",
     "01_matmul-fail-matmul_broadcast-sum-over-wrong-axis.ipynb": "wrong shape",

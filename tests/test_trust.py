@@ -182,7 +182,7 @@ def test_a_bug_in_a_check_is_a_grader_error_that_blames_nobody(monkeypatch):
     from autograder.engine import registry as checks
     ex = checks.EXERCISES["matmul_loops"]
 
-    def buggy(sub, **kwargs):
+    def buggy(sub, *args, **kwargs):        # matmul_loops has parts: (sub, parts)
         raise KeyError("a bug in the grader")
     monkeypatch.setitem(checks.EXERCISES, "matmul_loops", ex.__class__(**{**ex.__dict__, "check": buggy}))
     monkeypatch.setitem(checks.NOTEBOOKS, "01_matmul",

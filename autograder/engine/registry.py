@@ -19,6 +19,7 @@ from typing import Any, Callable
 from . import evidence, static
 from .errors import STUDENT_NOTE, GraderError
 from .feedback import DEVICE_HINT, Fail, NotImplementedYet, describe, off_cpu
+from .parts import Parts, PartsNeverJudged, outcome, validate
 from .report import ExerciseResult
 from .session import WorkerDied
 from .submission import Submission
@@ -44,6 +45,9 @@ class Exercise:
     # "Relu_module"): how a student's own kernel finds the cell's source.
     defines: str = ""
     lesson: str = ""            # the lesson that declared it
+    # Independent parts and their points, (name, points) in the order messages list them;
+    # empty: all or nothing. See autograder.engine.parts.
+    parts: tuple[tuple[str, float], ...] = ()
 
 
 # The kit itself is off limits inside solution cells, apart from what the setup cells use.
@@ -106,19 +110,28 @@ class Lesson:
 
     def exercise(self, notebook: str, name: str, points: int, title: str, *,
                  rule: static.Rule | None = None, rule_hint: str = "", reruns: bool = False,
-                 defines: str = ""):
-        """Declare the check function of exercise ``name`` (the solution cell's grade_id)."""
+                 defines: str = "", parts: dict[str, float] | None = None):
+        """Declare the check function of exercise ``name`` (the solution cell's grade_id).
+
+        With ``parts`` (``{"inp.g": 1, "w.g": 1, "b.g": 1}``, summing to ``points``) the
+        exercise gives partial credit: the check is called as ``check(sub, parts, **options)``
+        and judges each part in ``with parts.judge(name):`` (see :mod:`autograder.engine.parts`).
+        """
         if not name.isidentifier():
             raise LessonError(f"lesson {self.name}: exercise name {name!r} is not an identifier "
                               "(it is the grade_id of the solution cell)")
         if points <= 0:
             raise LessonError(f"lesson {self.name}: exercise {name} must be worth some points")
+        wrong = validate(parts, points)
+        if wrong:
+            raise LessonError(f"lesson {self.name}: exercise {name}: {wrong}")
 
         def register(fn):
             if any(ex.name == name for ex in self.exercises):
                 raise LessonError(f"lesson {self.name} declares exercise {name} twice")
             self.exercises.append(Exercise(name, notebook, points, fn, title, rule, rule_hint,
-                                           reruns, defines, self.name))
+                                           reruns, defines, self.name,
+                                           tuple((parts or {}).items())))
             return fn
         return register
 
@@ -314,32 +327,59 @@ def cell_error(ex: Exercise, run) -> Fail:
 
 
 def run_exercise(ex: Exercise, sub: Submission, **options) -> ExerciseResult:
-    """Grade one exercise. Never raises: every outcome becomes a result with a message."""
+    """Grade one exercise. Never raises: every outcome becomes a result with a message.
+
+    An exercise with parts scores the sum of the parts that pass (see
+    :mod:`autograder.engine.parts`); a failure before any part is judged (missing cell,
+    banned operator, stub, crash) scores every part 0. A banned operator seen at run time
+    (:mod:`autograder.engine.guard`) fails the whole exercise with the rule's message.
+    """
+    recorder = Parts(dict(ex.parts)) if ex.parts else None
     plan = guard_plan(ex)
     watch = sub.watching(ex.name, **plan) if plan else contextlib.nullcontext([])
     try:
         with watch as seen:
             try:
                 _precheck(ex, sub)
-                ex.check(sub, **options)
+                if recorder is None:
+                    ex.check(sub, **options)
+                else:
+                    try:
+                        ex.check(sub, recorder, **options)
+                    except NotImplementedYet:
+                        raise
+                    except Fail as fail:                # outside every part: it fails each one left
+                        recorder.fail_all(fail)
             except Fail:
                 if not seen:
                     raise
             if seen:        # a banned operator the source did not show: the rule's failure first
                 raise called_banned(ex, seen)
     except Fail as fail:
-        return ExerciseResult(ex.name, False, 0, ex.points, f"{ex.name} · {fail.render()}")
+        return ExerciseResult(ex.name, False, 0, ex.points, f"{ex.name} · {fail.render()}",
+                              parts=_zero_parts(ex))
     except WorkerDied as died:          # a fresh worker ran the canary: the crash is the student's
         return ExerciseResult(ex.name, False, 0, ex.points,
                               f"{ex.name} · {ex.title}: the Python process running your code stopped: "
                               f"{died}.\n  Hint: look for os._exit, sys.exit, an endless loop, "
-                              f"or memory use far beyond what the exercise needs.")
+                              f"or memory use far beyond what the exercise needs.", parts=_zero_parts(ex))
     except GraderError as exc:
         return grader_error_result(ex, str(exc))
     except Exception:  # a bug in the grader: say so plainly, and do not blame the student
         detail = traceback.format_exc(limit=-3).strip().splitlines()[-1]
         return grader_error_result(ex, f"the grader's own code raised {detail}")
+    if recorder is not None:
+        try:
+            out = outcome(ex.title, recorder)
+        except PartsNeverJudged as exc:
+            return grader_error_result(ex, f"the lesson's check is incomplete: {exc}")
+        return ExerciseResult(ex.name, out.passed, out.score, ex.points, f"{ex.name} · {out.message}",
+                              parts=out.parts)
     return ExerciseResult(ex.name, True, ex.points, ex.points, f"{ex.name} · {ex.title}: passed.")
+
+
+def _zero_parts(ex: Exercise) -> list[dict]:
+    return [{"name": n, "score": 0.0, "max_score": float(p)} for n, p in ex.parts]
 
 
 def require_named_squeeze(title: str, source: str | None) -> None:

@@ -17,6 +17,9 @@ class ExerciseResult:
     max_score: float
     message: str
     grader_error: bool = False  # the grader failed here: not the student's score
+    # An exercise with parts: [{"name", "score", "max_score"}], whose scores add up to
+    # ``score`` (empty for all-or-nothing exercises, and where the grader failed).
+    parts: list[dict] = field(default_factory=list)
 
 
 @dataclass

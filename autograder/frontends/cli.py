@@ -3,6 +3,7 @@
     python -m autograder grade NOTEBOOK [NOTEBOOK ...] [--json FILE]
                                [--jobs N | --scheduler ADDRESS] [--no-progress]
     python -m autograder preflight
+    python -m autograder gradescope [NOTEBOOK ...] -o autograder.zip
     python -m autograder notebooks [DEST] [--force]
     python -m autograder nbgrader-config [DIR] [--force]
     python -m autograder solutions [--check] [--course DIR]
@@ -10,6 +11,7 @@
                                             [--seeds N] [--jobs N] [--notebook NAME]
     python -m autograder report CLASS.json [...] [--html OUT.html]
     python -m autograder report --gradebook gradebook.db --assignment lesson8 [--html OUT.html]
+    python -m autograder report ... --csv grades.csv [--points-row]
 
 Each subcommand is a plain function (``grade(paths, ...)``, ``solutions(...)``,
 :func:`autograder.frontends.selftest.main`) so the Python API and the command line never
@@ -211,6 +213,22 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--html", metavar="OUT.html", help="write one self-contained page instead of text")
     r.add_argument("--gradebook", metavar="DB", help="read nbgrader's gradebook.db instead of JSON")
     r.add_argument("--assignment", metavar="NAME", help="the assignment, with --gradebook")
+    r.add_argument("--csv", metavar="OUT.csv", help="write the gradebook export: one row per student, "
+                                                    "one column per exercise, then the total")
+    r.add_argument("--points-row", action="store_true",
+                   help="with --csv: a second row with each column's points (Canvas; not for Moodle)")
+    gs = sub.add_parser("gradescope", help="build a Gradescope autograder bundle (a zip)", parents=[lessons])
+    gs.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
+                    help="notebooks to grade, by name or source path (default: all of the lesson's)")
+    gs.add_argument("-o", "--output", default="autograder.zip", metavar="ZIP")
+    gs.add_argument("--visibility", default="visible", help="visibility of each exercise's test")
+    gs.add_argument("--hidden-visibility", default="after_published",
+                    help="visibility of the hidden tests' outcome (visible, hidden, after_due_date, "
+                         "after_published)")
+    gs.add_argument("--no-hidden-messages", action="store_true",
+                    help="when a hidden test fails, say so without its teaching message")
+    gs.add_argument("--torch-index", default=None, metavar="URL",
+                    help="where setup.sh installs torch from (default: PyTorch's CPU index)")
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["mutants"]:         # its own command line (also scripts/mutants.py)
         from .mutants import cli as mutants
@@ -229,7 +247,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_GRADER_ERROR
     if args.command == "report":
         from ..reports.classreport import main as report
-        return report(args.json_files, html=args.html, gradebook=args.gradebook, assignment=args.assignment)
+        return report(args.json_files, html=args.html, gradebook=args.gradebook, assignment=args.assignment,
+                      csv=args.csv, points_row=args.points_row)
+    if args.command == "gradescope":
+        from .gradescope.bundle import TORCH_CPU_INDEX
+        from .gradescope.bundle import main as bundle
+        try:
+            bundle(args.notebooks, output=args.output, visibility=args.visibility,
+                   hidden_visibility=args.hidden_visibility, show_hidden_messages=not args.no_hidden_messages,
+                   torch_index=TORCH_CPU_INDEX if args.torch_index is None else args.torch_index)
+        except GraderError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        return EXIT_OK
     if args.command == "solutions":
         return _solutions(args.check, Path(args.course))
     if args.command == "nbgrader-config":

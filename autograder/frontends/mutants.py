@@ -3,7 +3,7 @@
 Every solution cell of every source notebook in ``assignments/LESSON/`` is changed in one
 small way at a time (a *mutant*, see :mod:`autograder.frontends.mutate` for the changes),
 and each mutant notebook is graded with the kit's own API, in a confined worker, exactly
-as a student's would be. A mutant is *killed* as soon as one exercise fails. Mutant
+as a student's would be. A mutant is *killed* as soon as one exercise loses points (with partial credit, one part failing is enough). Mutant
 notebooks leave out the demonstration cells (code cells without a grade_id): no check
 reads them, and without them a mutant cannot be "killed" by running out of time there.
 Mutants with identical source are graded once.
@@ -104,7 +104,7 @@ def grade_base(base, limits) -> list[str]:
     checks = catalogue()
     with open_submission(base, limits) as sub:
         results = [checks.run_exercise(ex, sub) for ex in checks.NOTEBOOKS[identify(base)]]
-    return [r.message.splitlines()[0] for r in results if not r.passed]
+    return [r.message.splitlines()[0] for r in results if r.score < r.max_score]
 
 
 def grade_mutant(mutant: Mutant, base, limits, equivalent: Mapping[Key, str]) -> Mutant:
@@ -123,10 +123,13 @@ def grade_mutant(mutant: Mutant, base, limits, equivalent: Mapping[Key, str]) ->
         with open_submission(nb, limits) as sub:
             for ex in order:
                 result = checks.run_exercise(ex, sub)
-                if result.grader_error or not result.passed:
+                if result.grader_error or result.score < result.max_score:
                     mutant.status = ("grader error" if result.grader_error else
                                      "equivalent, killed" if listed else "killed")
-                    mutant.by, mutant.message = ex.name, result.message.splitlines()[0]
+                    lines = result.message.splitlines()
+                    # partial credit: the first line says which parts failed, the next one why
+                    mutant.by, mutant.message = ex.name, " ".join(
+                        line.strip() for line in lines[:2 if result.score > 0 else 1])
                     return mutant
     except GraderError as exc:
         mutant.status, mutant.message = "grader error", str(exc)

@@ -184,6 +184,8 @@ def card_html(record: dict, *, message: bool = True) -> str:
         color, badge = ERROR, "NOT GRADED"
     elif record.get("passed"):
         color, badge = PASS, "PASS"
+    elif (record.get("score") or 0) > 0:           # partial credit: some parts passed
+        color, badge = FAIL, "PARTLY RIGHT"
     else:
         color, badge = FAIL, "FAIL"
     parts = [f'<div class="ag-card" style="{_CSS.format(color=color)}">']

@@ -2,6 +2,7 @@
 
     python -m autograder report CLASS.json [CLASS.json ...] [--html OUT.html]
     python -m autograder report --gradebook gradebook.db --assignment lesson8 [--html OUT.html]
+    python -m autograder report ... --csv grades.csv [--points-row]   (the gradebook export)
 
 Reads what ``grade --json`` wrote (or nbgrader's gradebook, with the failure messages
 from the course's ``autograded/`` notebooks when they are there) and shows: the score
@@ -71,8 +72,9 @@ def load_gradebook(db: str | Path, assignment: str) -> list[NotebookReport]:
                         f"{name} · passed." if passed else f"{name} · failed (no message recorded).")
                     report.exercises.append(ExerciseResult(name, passed, float(grade.auto_score),
                                                            float(grade.max_score), message))
-                if not report.exercises:
-                    report.error = "no autograde score in the gradebook (not autograded, or autograde failed)"
+                if not report.exercises:     # nbgrader writes no score only where the grader failed
+                    report.grader_failure = ("no autograde score in the gradebook (not autograded yet, "
+                                             "or the grader failed on it: autograde's log says why)")
                 reports.append(report)
     return reports
 
@@ -273,8 +275,10 @@ def render_html(s: ClassSummary, *, title: str = "Class report") -> str:
 
 # ----------------------------------------------------------------------------- command
 def main(paths: list[str | Path] = (), *, html: str | Path | None = None, gradebook: str | Path | None = None,
-         assignment: str | None = None, out: TextIO | None = None) -> int:
-    """Write the class report (``html``) or print it; 0, or 2 when the input is unusable."""
+         assignment: str | None = None, out: TextIO | None = None, csv: str | Path | None = None,
+         points_row: bool = False) -> int:
+    """Write the class report (``html``) or print it, or (``csv``) the gradebook export of
+    :mod:`autograder.reports.gradebook`; 0, or 2 when the input is unusable."""
     try:
         if gradebook:
             if not assignment:
@@ -288,6 +292,14 @@ def main(paths: list[str | Path] = (), *, html: str | Path | None = None, gradeb
         print(f"error: cannot read the class's results: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     summary, out = summarise(reports), out or sys.stdout
+    if csv:
+        from .gradebook import write_csv
+        columns, table = write_csv(reports, csv, points_row=points_row)
+        errors = sum(bool(row.grader_errors) for row in table)
+        print(f"wrote {csv}: {len(table)} students, {len(columns)} exercises"
+              + (f"; {errors} with grader errors (empty cells, not zeros)" if errors else ""), file=out)
+        if not html:
+            return 0
     if html:
         Path(html).write_text(render_html(summary), encoding="utf-8")
         print(f"wrote {html}: {summary.total} notebooks, {len(summary.exercises)} exercises", file=out)

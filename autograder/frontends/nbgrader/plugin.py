@@ -14,7 +14,8 @@ nothing here is used unless nbgrader loads it. One small class per job, nbgrader
 * :class:`SandboxGrade` (autograde phase, replaces ``Execute``) — runs the student's
   cells in a confined worker (:func:`autograder.engine.grade.open_submission`) and each test
   cell's trusted source in the grader process; writes outputs that nbgrader's
-  ``determine_grade`` scores (stdout = full points, one ``error`` = zero). Where the
+  ``determine_grade`` scores (stdout = full points, one ``error`` = zero, an
+  ``execute_result`` number = partial credit). Where the
   grader is at fault it writes nothing and raises: nbgrader records no score. With
   ``workers`` above 1 it takes the notebook's result graded ahead, in parallel, by
   :mod:`autograder.frontends.nbgrader.ahead` (started by the exporter), when the content matches.
@@ -95,6 +96,32 @@ def split_hidden(source: str, begin: str = BEGIN_HIDDEN, end: str = END_HIDDEN) 
         else:
             (hidden if inside else visible).append(line)
     return "".join(visible), "".join(hidden)
+
+
+def _fraction(exc: AssertionError) -> float:
+    """The share of an exercise that was right, for a ``CheckFailed`` with partial credit
+    (0 for any other failure: a plain assert, or a check that gives all or nothing)."""
+    score, max_score = getattr(exc, "score", 0) or 0, getattr(exc, "max_score", 0) or 0
+    if max_score <= 0 or not 0 < score < max_score:
+        return 0.0
+    return score / max_score
+
+
+def _combined_fraction(failures: list) -> float:
+    """Each part at the lowest score any of ``failures`` gave it (parts by name)."""
+    parts: dict[str, tuple[float, float]] = {}
+    for exc in failures:
+        if not exc.parts:                    # no breakdown: the share as a whole
+            parts.setdefault("", (1.0, 1.0))
+            parts[""] = (min(parts[""][0], _fraction(exc)), 1.0)
+            continue
+        for p in exc.parts:
+            score, top = float(p["score"]), float(p["max_score"])
+            parts[p["name"]] = (min(parts.get(p["name"], (top, top))[0], score), top)
+    total = sum(top for _, top in parts.values())
+    if "" in parts and len(parts) > 1:       # mixed: fall back to the lowest share
+        return min(_fraction(exc) for exc in failures)
+    return sum(score for score, _ in parts.values()) / total if total else 0.0
 
 
 def _error(message: str, ename: str = "CheckFailed"):
@@ -359,7 +386,7 @@ class SandboxGrade(NbGraderPreprocessor):
         graded.outputs = {i: cell.outputs for i, cell in enumerate(nb.cells) if cell.cell_type == "code"}
         for index in tests:
             grade_id = nb.cells[index].metadata.nbgrader.get("grade_id", "?")
-            failed = any(out.output_type == "error" for out in nb.cells[index].outputs)
+            failed = any(out.output_type in ("error", "execute_result") for out in nb.cells[index].outputs)
             graded.report.exercises.append(ExerciseResult(grade_id, not failed, 0.0, 0.0, ""))
         return graded
 
@@ -375,6 +402,13 @@ class SandboxGrade(NbGraderPreprocessor):
 
         A check the grader could not run, or test code that raises anything but an
         ``AssertionError``, is the grader's fault: :class:`GraderError`, no output.
+
+        A check that gives partial credit (``CheckFailed`` with a score between 0 and its
+        maximum) does not stop the cell: its message becomes the stdout stream and the
+        score an ``execute_result``, nbgrader's partial-credit convention
+        (``nbgrader.utils.determine_grade`` reads a number there as the cell's score,
+        scaled here to the cell's points). When the hidden code gives partial credit
+        too, each part keeps the lower of its two scores.
         """
         import autograder
         from ...engine.errors import GraderError
@@ -383,6 +417,7 @@ class SandboxGrade(NbGraderPreprocessor):
         namespace = {"__name__": "__grader__", "check": autograder.check}
         from ...reports.cards import collecting, feedback_outputs
         shown: list = []        # what the visible checks saw, drawn in the feedback (not hidden ones)
+        partial: list = []      # (CheckFailed, message) of each block that gave partial credit
         with captured() as out:
             for code, is_hidden in ((visible, False), (hidden, True)):
                 if not code.strip():
@@ -394,6 +429,7 @@ class SandboxGrade(NbGraderPreprocessor):
                     raise
                 except AssertionError as exc:      # CheckFailed, or a plain assert
                     message = str(exc) or "A test in this cell failed."
+                    failure, fraction = exc, _fraction(exc)
                 except Exception as exc:           # the test code itself is broken
                     part = "hidden" if is_hidden else "visible"
                     raise GraderError(f"the {part} code of test cell {grade_id} raised "
@@ -405,7 +441,19 @@ class SandboxGrade(NbGraderPreprocessor):
                 if is_hidden:
                     message = ("A hidden test failed: " + message if self.show_hidden_messages
                                else "A hidden test failed (its details are not shown).")
-                return feedback_outputs(shown) + [_error(message)]
+                if fraction > 0:
+                    partial.append((failure, message))
+                    continue
+                before = "".join(m + "\n" for _, m in partial)
+                return feedback_outputs(shown) + [_error(before + message)]
+        if partial:
+            points = float(cell.metadata.nbgrader.get("points", 0) or 0)
+            score = round(_combined_fraction([exc for exc, _ in partial]) * points, 6)
+            text = "\n".join(m for _, m in partial) + "\n"
+            return feedback_outputs(shown) + [
+                new_output("stream", name="stdout", text=text),
+                new_output("execute_result", data={"text/plain": f"{score:g}"}, metadata={},
+                           execution_count=None)]
         text = out.getvalue()
         return feedback_outputs(shown) + ([new_output("stream", name="stdout", text=text)] if text else [])
 

@@ -14,6 +14,7 @@ and an absolute 1e-5 times the largest entry of the reference.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -247,8 +248,12 @@ def _lin_case(n: int, n_in: int, n_out: int, seed: int):
     return inp, w, b, out_g, out, grads
 
 
-def judge_lin(title: str, after: dict, inp, w, b, out_g, grads, *, who: str = "inp") -> None:
-    """The three gradients of a linear layer, in the order the layer computes them."""
+def judge_lin(title: str, after: dict, inp, w, b, out_g, grads, *, who: str = "inp", parts=None) -> None:
+    """The three gradients of a linear layer, in the order the layer computes them.
+
+    With ``parts`` (lin_grad's recorder) each gradient is a part of its own, judged
+    whatever the others gave: all three come from one call with the grader's inputs.
+    """
     g_inp, g_w, g_b = grads
     n = inp.shape[0]
     og = out_g.double()
@@ -256,22 +261,32 @@ def judge_lin(title: str, after: dict, inp, w, b, out_g, grads, *, who: str = "i
                  "it belongs to; which factor of the product needs a transpose?")
     for name, expected in ((who, g_inp), ("w", g_w), ("b", g_b)):     # every bar of the figure
         record_gradient(f"{name}.g", getattr(after[name], "g", None), expected, tolerance=RTOL)
-    judge_grad(title, f"{who}.g", _grad_of(title, after[who], f"{who}.g"), g_inp, [
-        (g_inp.t(), transpose.format(name=f"{who}.g", obj=who))])
-    judge_grad(title, "w.g", _grad_of(title, after["w"], "w.g"), g_w, [
-        (g_w.t(), transpose.format(name="w.g", obj="w")),
-        (g_w / n, SUM_NOT_MEAN),
-        (inp.double().unsqueeze(-1) * og.unsqueeze(1),
-         "That is one outer product per row, (n, n_in, n_out): sum them over the batch axis.")])
-    judge_grad(title, "b.g", _grad_of(title, after["b"], "b.g"), g_b, [
-        (g_b / n, SUM_NOT_MEAN),
-        (og, "b was added to every row, so its gradient adds up out.g over the rows."),
-        (og.sum(1), "Sum over the batch (the rows, axis 0), not over the outputs."),
-        (og.sum(), "Sum over the rows only: b.g has one entry per output, like b.")])
+    judged = contextlib.nullcontext if parts is None else parts.judge
+    with judged(f"{who}.g"):
+        judge_grad(title, f"{who}.g", _grad_of(title, after[who], f"{who}.g"), g_inp, [
+            (g_inp.t(), transpose.format(name=f"{who}.g", obj=who))])
+    with judged("w.g"):
+        judge_grad(title, "w.g", _grad_of(title, after["w"], "w.g"), g_w, [
+            (g_w.t(), transpose.format(name="w.g", obj="w")),
+            (g_w / n, SUM_NOT_MEAN),
+            (inp.double().unsqueeze(-1) * og.unsqueeze(1),
+             "That is one outer product per row, (n, n_in, n_out): sum them over the batch axis.")])
+    with judged("b.g"):
+        judge_grad(title, "b.g", _grad_of(title, after["b"], "b.g"), g_b, [
+            (g_b / n, SUM_NOT_MEAN),
+            (og, "b was added to every row, so its gradient adds up out.g over the rows."),
+            (og.sum(1), "Sum over the batch (the rows, axis 0), not over the outputs."),
+            (og.sum(), "Sum over the rows only: b.g has one entry per output, like b.")])
 
 
-@lesson.exercise(NB, "lin_grad", 2, "lin_grad(inp, out, w, b)", rule=NO_AUTOGRAD, rule_hint=RULE_HINT)
-def lin_grad(sub, *, seed: int = 300, cases=((24, 7, 5), (24, 6, 1))) -> None:
+# One point per gradient: each is a separate piece of the chain rule, and one wrong
+# transpose should not cost the other two.
+LIN_GRAD_PARTS = {"inp.g": 1, "w.g": 1, "b.g": 1}
+
+
+@lesson.exercise(NB, "lin_grad", 3, "lin_grad(inp, out, w, b)", rule=NO_AUTOGRAD, rule_hint=RULE_HINT,
+                 parts=LIN_GRAD_PARTS)
+def lin_grad(sub, parts, *, seed: int = 300, cases=((24, 7, 5), (24, 6, 1))) -> None:
     title = "lin_grad(inp, out, w, b)"
     for k, (n, n_in, n_out) in enumerate(cases):
         inp, w, b, out_g, out, grads = _lin_case(n, n_in, n_out, seed + 10 * k)
@@ -281,7 +296,7 @@ def lin_grad(sub, *, seed: int = 300, cases=((24, 7, 5), (24, 6, 1))) -> None:
             e.get("ename", ""), e.get("evalue", "")))
         after = {"inp": called.args[0], "w": called.args[2], "b": called.args[3]}
         judge_lin(f"{title} with inp {shape_str(inp.shape)}, w {shape_str(w.shape)}", after,
-                  inp, w, b, out_g, grads)
+                  inp, w, b, out_g, grads, parts=parts)
 
 
 # ----------------------------------------------------------------------------- the whole network

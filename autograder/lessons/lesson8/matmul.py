@@ -11,6 +11,7 @@ arithmetic instead of being tuned, and any real mistake is far outside it.
 from __future__ import annotations
 
 import ast
+import contextlib
 
 import torch
 
@@ -176,17 +177,42 @@ def _loop_depth(source: str) -> int:
 
 
 def _check(sub, fn: str, *, seed: int, loops: bool, max_loops: int | None = None,
-           what_loops: str = "") -> None:
+           what_loops: str = "", parts=None) -> None:
+    """The product on every case, the inputs left alone, then the refusal of bad shapes.
+
+    With ``parts`` (matmul_loops' recorder) the product and the shape check are judged
+    apart: the shape check is judged even when the product is wrong, and passes only
+    when the function refuses every incompatible pair *and* accepted every compatible one
+    (a function that raises for everything checks no shape).
+    """
     title = f"{fn}(a, b)"
-    for k, (n, kk, m) in enumerate(CASES):
-        a, b = _randn(n, kk, seed=seed + 2 * k), _randn(kk, m, seed=seed + 2 * k + 1)
-        called = call(sub, title, fn, a, b, hint_on_error=_error_hint(a, b))
-        judge_product(title, called.result, a, b, loops=loops)
-        for name, before, after in (("a", a, called.args[0]), ("b", b, called.args[1])):
-            if not isinstance(after, torch.Tensor) or not torch.equal(after, before):
-                raise Fail(f"{title}: your function changed its input `{name}`.",
-                           hint="Build the result in a new tensor and leave a and b as they were.")
-    _refuses_bad_shapes(sub, title, fn)
+    judged = contextlib.nullcontext if parts is None else parts.judge
+    refused_good: list[str] = []
+    with judged("product"):
+        for k, (n, kk, m) in enumerate(CASES):
+            a, b = _randn(n, kk, seed=seed + 2 * k), _randn(kk, m, seed=seed + 2 * k + 1)
+            try:
+                called = call(sub, title, fn, a, b, hint_on_error=_error_hint(a, b))
+            except NotImplementedYet:
+                raise
+            except Fail:
+                refused_good.append(f"a {shape_str(a.shape)} and a {shape_str(b.shape)} matrix")
+                raise
+            judge_product(title, called.result, a, b, loops=loops)
+            for name, before, after in (("a", a, called.args[0]), ("b", b, called.args[1])):
+                if not isinstance(after, torch.Tensor) or not torch.equal(after, before):
+                    raise Fail(f"{title}: your function changed its input `{name}`.",
+                               hint="Build the result in a new tensor and leave a and b as they were.")
+    if parts is not None:
+        with parts.judge("shape check"):
+            if refused_good:
+                raise Fail(f"{title}: raised an error for {refused_good[0]}, which can be multiplied, "
+                           "so refusing the shapes that cannot tells nothing apart.",
+                           hint="A shape check compares a's number of columns with b's number of "
+                                "rows, and lets every pair through where they are equal.")
+            _refuses_bad_shapes(sub, title, fn)
+    else:
+        _refuses_bad_shapes(sub, title, fn)
     source = sub.source(fn)
     if max_loops is not None and source and _loop_depth(source) > max_loops:
         raise Fail(f"{title}: the values are right, but it nests {_loop_depth(source)} loops.",
@@ -211,9 +237,15 @@ def _error_hint(a: torch.Tensor, b: torch.Tensor):
     return hint
 
 
-@lesson.exercise(NB, "matmul_loops", 2, "matmul_loops(a, b)", rule=FROM_SCRATCH, rule_hint=RULE_HINT)
-def matmul_loops(sub, *, seed: int = 100) -> None:
-    _check(sub, "matmul_loops", seed=seed, loops=True)
+# The first version is where a student first meets the question "can these be multiplied
+# at all?": the product and the refusal of shapes that cannot be multiplied score apart.
+MATMUL_LOOPS_PARTS = {"product": 1, "shape check": 1}
+
+
+@lesson.exercise(NB, "matmul_loops", 2, "matmul_loops(a, b)", rule=FROM_SCRATCH, rule_hint=RULE_HINT,
+                 parts=MATMUL_LOOPS_PARTS)
+def matmul_loops(sub, parts, *, seed: int = 100) -> None:
+    _check(sub, "matmul_loops", seed=seed, loops=True, parts=parts)
 
 
 @lesson.exercise(NB, "matmul_elementwise", 2, "matmul_elementwise(a, b)",
