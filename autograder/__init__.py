@@ -11,15 +11,29 @@ The public surface is small:
 from __future__ import annotations
 
 import inspect
+import sys
 
 __all__ = ["check", "grade_notebook", "CheckFailed"]
 __version__ = "0.1.0"
 
 
 class CheckFailed(AssertionError):
-    """A check failed. In Jupyter only the teaching message is shown, not our traceback."""
+    """A check failed; ``str(exc)`` is the whole teaching message.
+
+    In Jupyter, IPython shows what :meth:`_render_traceback_` returns instead of our
+    traceback: the message, or, when ``check()`` has just displayed it in its card
+    (``shown``), one short line, so the message is not printed twice. ``evalue`` (what
+    "Run all" and ``nbgrader validate`` read) stays the whole message.
+    """
+
+    def __init__(self, message: str = "", *, exercise: str = "", shown: bool = False) -> None:
+        super().__init__(message)
+        self.exercise, self.shown = exercise, shown
 
     def _render_traceback_(self) -> list[str]:
+        if self.shown:
+            name = self.exercise or str(self).split(" · ", 1)[0]
+            return [f"CheckFailed: {name} failed (the card above says why)."]
         return str(self).splitlines()
 
 
@@ -56,7 +70,7 @@ def check(name: str | None = None, **options):
         from .errors import GraderError
         raise GraderError(result.message)
     if not result.passed:
-        raise CheckFailed(result.message)
+        raise CheckFailed(result.message, exercise=name, shown=displayed)
     if not displayed:
         print(f"✓ {result.message}")
     return None
@@ -66,3 +80,16 @@ def grade_notebook(path, **kwargs):
     """Grade one notebook file; see :func:`autograder.grade.grade_notebook`."""
     from .grade import grade_notebook as _grade
     return _grade(path, **kwargs)
+
+
+def _record_cell_runs() -> None:
+    """In a Jupyter kernel, keep how each cell runs from now on (for ``check()``)."""
+    if "IPython" in sys.modules:
+        try:
+            from .cellruns import install
+            install()
+        except Exception:       # feedback in a kernel is never worth breaking the import
+            pass
+
+
+_record_cell_runs()

@@ -141,7 +141,7 @@ def _precheck(ex: Exercise, sub: Submission) -> None:
             raise Fail(f"{ex.title}: uses {names}, which this exercise asks you to build yourself.",
                        hint=ex.rule_hint or "The point is to see what is inside PyTorch's operator: "
                                             "write it with plain tensor arithmetic.")
-    run = sub.cell_run(ex.name)
+    run = sub.cell_run(ex.name, ex.defines or None)
     if run is None or run.status == "ok":
         return
     error = run.error or {}
