@@ -24,7 +24,7 @@ import functools
 import math
 from typing import Any, Iterator
 
-__all__ = ["recording", "active", "weights", "compared", "gradient", "extras"]
+__all__ = ["recording", "active", "weights", "uniform", "fraction", "compared", "gradient", "extras"]
 
 _SINK: contextvars.ContextVar[dict | None] = contextvars.ContextVar("evidence", default=None)
 HIST_BINS = 40
@@ -77,6 +77,40 @@ def weights(title: str, w, sigma: float, formula: str, *, draws: int = 1) -> Non
                    "shape": [int(s) for s in w.shape], "mean": _num(v.mean().item()),
                    "std": _num(v.std().item()) if v.numel() > 1 else 0.0,
                    "outside": int(((v < lo) | (v > hi)).sum().item())})
+
+
+def uniform(title: str, w, bound: float, formula: str) -> None:
+    """The student's weights against U(-bound, bound): a histogram over ±1.5 bound. The
+    last case judged is always kept (it is the failing one, if any)."""
+    seen = _SINK.get()
+    if seen is None:
+        return
+    import torch
+    panels = seen.setdefault("uniform", [])
+    if any(p["title"] == title for p in panels):
+        return
+    v = w.detach().double().reshape(-1)
+    v = v[torch.isfinite(v)]
+    lo, hi = -1.5 * bound, 1.5 * bound
+    counts = torch.histc(v, bins=HIST_BINS, min=lo, max=hi) if v.numel() else torch.zeros(HIST_BINS)
+    panel = {"title": title, "bound": float(bound), "formula": formula, "lo": lo, "hi": hi,
+             "counts": [int(c) for c in counts.tolist()], "n": int(w.numel()),
+             "shape": [int(s) for s in w.shape],
+             "min": _num(v.min().item()) if v.numel() else None,
+             "max": _num(v.max().item()) if v.numel() else None,
+             "std": _num(v.std().item()) if v.numel() > 1 else 0.0,
+             "outside": int(((v < lo) | (v > hi)).sum().item()), "not_finite": int(w.numel() - v.numel())}
+    if len(panels) >= MAX_PANELS:
+        panels[-1] = panel
+    else:
+        panels.append(panel)
+
+
+def fraction(got: float, n: int, lo: int, hi: int) -> None:
+    """What fraction_better returned, and the counts out of n that the grader accepts."""
+    seen = _SINK.get()
+    if seen is not None and "fraction" not in seen:
+        seen["fraction"] = {"got": float(got), "n": int(n), "lo": int(lo), "hi": int(hi)}
 
 
 def compared(got, expected, *, bad=None) -> None:
@@ -249,6 +283,59 @@ def _speed(sub) -> dict | None:
     return {"seconds": times, "shapes": [list(s) for s in SPEED_SHAPES]} if times else None
 
 
+def _layer_stds(sub) -> dict | None:
+    """The std after each layer of a default and a Kaiming stack (the grader's weights):
+    measured by the student's layer_stats, and by the grader."""
+    from .checks import init_pytorch as ip
+    x = ip.images()
+    out: dict = {"input": _num(float(x.std())), "yours": {}, "grader": {}}
+    for kind, kaiming in (("default", False), ("kaiming", True)):
+        params = ip._conv_params(ip._gen(ip.LAYER_STATS_SEED), kaiming=kaiming)
+        out["grader"][kind] = [_num(s) for _, s in ip.reference_stats(x, params)]
+        ev = sub.evaluate("import torch\n" + ip._BUILD_LAYERS, inputs={"x": x, "params": params},
+                          outputs=("result",))
+        got = ev.values.get("result") if not ev.error else None
+        if (isinstance(got, (list, tuple)) and 0 < len(got) <= 16
+                and all(isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[1], (int, float))
+                        for p in got)):
+            out["yours"][kind] = [_num(float(p[1])) for p in got]
+    return out
+
+
+FRACTION_SAMPLES = 10       # samples of the student's fraction_better that are pictured
+
+
+def _fraction_stds(sub) -> dict | None:
+    """The std after each layer of the stacks the student's fraction_better measures
+    (built by the grader's conv_stack, drawn by the grader's kaiming_uniform_, measured by
+    the grader's layer_stats), by kind, against the grader's own stacks."""
+    import torch
+    from .checks import init_pytorch as ip
+    x = ip.images()
+    ev = sub.evaluate("try:\n    result = fraction_better(n_samples=n)\nfinally:\n    seen = layer_stats.seen",
+                      inputs={"n": FRACTION_SAMPLES}, overrides={"x_imgs": x},
+                      definitions=ip._picture_defs(), outputs=("result", "seen"), seed=ip.LAYER_STATS_SEED)
+    seen = ev.values.get("seen")
+    out: dict = {"input": _num(float(x.std())), "yours": {}, "counts": {}, "samples": FRACTION_SAMPLES}
+    if isinstance(seen, list):
+        groups: dict[str, list] = {}
+        for item in seen:
+            if (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+                    and isinstance(item[1], (list, tuple)) and len(item[1]) == len(ip.CONVS)):
+                groups.setdefault(item[0], []).append([float(v) for v in item[1]])
+        for kind, rows in groups.items():
+            out["yours"][kind] = [_num(v) for v in torch.tensor(rows, dtype=torch.float64).mean(0).tolist()]
+            out["counts"][kind] = len(rows)
+    gen = ip._gen(ip.LAYER_STATS_SEED)
+    grader = {"default": [], "kaiming": []}
+    for _ in range(FRACTION_SAMPLES):
+        for kind in grader:
+            grader[kind].append([s for _, s in ip.reference_stats(x, ip._conv_params(gen, kaiming=kind == "kaiming"))])
+    out["grader"] = {k: [_num(v) for v in torch.tensor(rows, dtype=torch.float64).mean(0).tolist()]
+                     for k, rows in grader.items()}
+    return out
+
+
 def extras(name: str, sub, seen: dict) -> None:
     """Add what needs another look at the submission, for exercise ``name``. Never raises."""
     try:
@@ -258,6 +345,10 @@ def extras(name: str, sub, seen: dict) -> None:
                 seen["experiment"] = experiment
         elif name == "normalize_data":
             seen["normalize"] = _normalize_stats(sub)
+        elif name == "layer_stats":
+            seen["layers"] = {"of": name, **_layer_stds(sub)}
+        elif name == "fraction_better":
+            seen["layers"] = {"of": name, **_fraction_stds(sub)}
         elif name == MATMUL_VERSIONS[-1]:
             speed = _speed(sub)
             if speed:
