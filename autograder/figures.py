@@ -122,10 +122,9 @@ def uniform_figure(panels: list[dict]) -> tuple[str, str]:
                color=YOURS, alpha=0.55, label=_plain(f"yours: std {_fmt(p.get('std'))}"))
         ax.plot([lo, -b, -b, b, b, hi], [0, 0, 1 / (2 * b), 1 / (2 * b), 0, 0], color=EXPECTED, lw=1.6,
                 label=_plain(f"target U(-b, b), b = {b:.4g}"))
-        for x in (-b, b):
-            ax.axvline(x, color=EXPECTED, ls="--", lw=1)
-        for x in (-b / math.sqrt(3), b / math.sqrt(3)):
-            ax.axvline(x, color=OTHER, ls=":", lw=1.2)
+        top = max([c / (total * width) for c in counts] + [1 / (2 * b)]) * 1.15    # the marks stop here
+        ax.vlines([-b, b], 0, top, color=EXPECTED, ls="--", lw=1)
+        ax.vlines([-b / math.sqrt(3), b / math.sqrt(3)], 0, top, color=OTHER, ls=":", lw=1.2)
         ax.plot([], [], color=EXPECTED, ls="--", lw=1, label=_plain(f"±b = {p['formula']}"))
         ax.plot([], [], color=OTHER, ls=":", lw=1.2, label=_plain(f"±b/√3 = ±{b / math.sqrt(3):.4g}, the target std"))
         notes = []
@@ -136,12 +135,12 @@ def uniform_figure(panels: list[dict]) -> tuple[str, str]:
         if notes:
             ax.annotate(", ".join(notes), (1, 0.02), xycoords="axes fraction", ha="right", fontsize=7,
                         color=EXPECTED)
-        ax.set_title(_plain(_wrap(p["title"], 44)), loc="left")
+        ax.set_title(_plain(_wrap(p["title"], 56)), loc="left")
         ax.set_xlim(lo, hi)
-        ax.set_ylim(0, max(ax.get_ylim()[1], 1 / (2 * b)) * 2.1)       # room for the legend
+        ax.set_ylim(0, top * 1.75)                          # room for the legend above the marks
         ax.set_yticks([])
         ax.set_xlabel("weight value")
-        ax.legend(loc="upper left")
+        ax.legend(loc="upper left", frameon=True, framealpha=0.9, edgecolor="none")
     fig.suptitle("Your weights should fill the box from -b to b, evenly", x=0.01, ha="left",
                  fontsize=9.5, fontweight="bold")
     names = "; ".join(p["title"] for p in panels)
