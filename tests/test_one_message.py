@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,11 +78,17 @@ def pytest_front(tmp_path_factory) -> dict:
 def run_in_kernel(cells: list[tuple[str | None, str]], cwd: Path) -> list[list[dict]]:
     """Run ``(cell id, code)`` pairs in one fresh kernel, each sent with its cell id in the
     request's metadata (as JupyterLab and Notebook 7 do); the outputs of each cell."""
-    from jupyter_client.manager import start_new_kernel
+    from jupyter_client.manager import KernelManager
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    km, kc = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=env)
+    # IPC sockets at absolute paths: kernels started at once cannot pick the same TCP ports.
+    sockets = tempfile.mkdtemp(prefix="kernel-")
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "ipc"))
+    km.start_kernel(cwd=str(cwd), env=env)
+    kc = km.client()
+    kc.start_channels()
     results = []
     try:
+        kc.wait_for_ready(timeout=120)
         for cell_id, code in cells:
             content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                        "allow_stdin": False, "stop_on_error": False}
@@ -88,7 +96,7 @@ def run_in_kernel(cells: list[tuple[str | None, str]], cwd: Path) -> list[list[d
             kc.shell_channel.send(msg)
             outputs: list[dict] = []
             while True:
-                reply = kc.get_iopub_msg(timeout=600)
+                reply = kc.get_iopub_msg(timeout=300)
                 if reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
                     continue
                 kind = reply["msg_type"]
@@ -96,11 +104,12 @@ def run_in_kernel(cells: list[tuple[str | None, str]], cwd: Path) -> list[list[d
                     break
                 if kind in ("display_data", "error"):
                     outputs.append({"output_type": kind, **reply["content"]})
-            kc.get_shell_msg(timeout=600)
+            kc.get_shell_msg(timeout=300)
             results.append(outputs)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
     return results
 
 
