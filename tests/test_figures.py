@@ -200,7 +200,8 @@ def test_real_kernel_shows_figures_and_keeps_the_plain_text(tmp_path):
     assert INJECTION not in page and "<script" not in page.lower() and html_escaped(INJECTION) in page
     assert relu[-1]["output_type"] == "error" and relu[-1]["ename"] == "CheckFailed"
     assert relu[-1]["traceback"] == ["CheckFailed: relu failed (the card above says why)."]
-    assert relu[-1]["evalue"] == relu[0]["data"]["text/plain"] == graded["relu"].message
+    assert relu[-1]["evalue"] == relu[0]["data"]["text/plain"]
+    assert relu[-1]["evalue"].splitlines()[0] == graded["relu"].message.splitlines()[0]
 
 
 # ----------------------------------------------------------------------------- nbgrader feedback
