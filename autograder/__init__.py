@@ -18,19 +18,28 @@ __version__ = "0.1.0"
 
 
 class CheckFailed(AssertionError):
-    """A check failed. In Jupyter only the teaching message is shown, not our traceback.
+    """A check failed; ``str(exc)`` is the whole teaching message.
+
+    In Jupyter, IPython shows what :meth:`_render_traceback_` returns instead of our
+    traceback: the message, or, when ``check()`` has just displayed it in its card
+    (``shown``), one short line, so the message is not printed twice. ``evalue`` (what
+    "Run all" and ``nbgrader validate`` read) stays the whole message.
 
     ``score``/``max_score`` say how much of the exercise was right (partial credit: more
     than 0 when some of its parts passed) and ``parts`` lists each part's score; nbgrader's
     test cells turn a partial score into nbgrader's partial-credit output.
     """
 
-    def __init__(self, message: str = "", *, score: float = 0.0, max_score: float = 0.0,
-                 parts: list | None = None) -> None:
+    def __init__(self, message: str = "", *, exercise: str = "", shown: bool = False,
+                 score: float = 0.0, max_score: float = 0.0, parts: list | None = None) -> None:
         super().__init__(message)
+        self.exercise, self.shown = exercise, shown
         self.score, self.max_score, self.parts = score, max_score, list(parts or [])
 
     def _render_traceback_(self) -> list[str]:
+        if self.shown:
+            name = self.exercise or str(self).split(" · ", 1)[0]
+            return [f"CheckFailed: {name} failed (the card above says why)."]
         return str(self).splitlines()
 
 
@@ -68,8 +77,8 @@ def check(name: str | None = None, **options):
         from .engine.errors import GraderError
         raise GraderError(result.message)
     if not result.passed:
-        raise CheckFailed(result.message, score=result.score, max_score=result.max_score,
-                          parts=result.parts)
+        raise CheckFailed(result.message, exercise=name, shown=displayed, score=result.score,
+                          max_score=result.max_score, parts=result.parts)
     if not displayed:
         print(f"✓ {result.message}")
     return None
@@ -107,3 +116,16 @@ def add_lessons(*paths) -> None:
     """
     from .engine import discovery
     discovery.add_paths(paths)
+
+
+def _record_cell_runs() -> None:
+    """In a Jupyter kernel, keep how each cell runs from now on (for ``check()``)."""
+    if "IPython" in sys.modules:
+        try:
+            from .engine.cellruns import install
+            install()
+        except Exception:       # feedback in a kernel is never worth breaking the import
+            pass
+
+
+_record_cell_runs()

@@ -75,7 +75,9 @@ from .data import load_mnist_tensors, mnist_path
 from .engine.codec import MISSING, NumpyArray, Opaque
 from .engine.evidence import active as figures_active
 from .engine.evidence import compared as record_compared
+from .engine.evidence import fraction as record_fraction
 from .engine.evidence import gradient as record_gradient
+from .engine.evidence import uniform as record_uniform
 from .engine.evidence import weights as record_weights
 from .engine.feedback import (
                               Fail,
@@ -86,6 +88,7 @@ from .engine.feedback import (
                               require_tensor,
                               shape_str,
 )
+from .engine.parts import Parts
 from .engine.registry import (
                               Called,
                               Exercise,
@@ -96,7 +99,6 @@ from .engine.registry import (
                               fail_on_error,
                               require_named_squeeze,
 )
-from .engine.parts import Parts
 from .engine.session import CellRun, Evaluation
 from .engine.static import Finding, Rule, aliases, find_banned, parse
 from .engine.stats import (
@@ -130,7 +132,8 @@ __all__ = [
     "violations", "bernstein_halfwidth", "binomial_cdf", "binomial_sf", "binomial_acceptance",
     "proportion_interval",
     # the few numbers the figures are drawn from
-    "figures_active", "record_weights", "record_compared", "record_gradient",
+    "figures_active", "record_weights", "record_uniform", "record_fraction", "record_compared",
+    "record_gradient",
     # the data the engine serves to workers
     "mnist_path", "load_mnist_tensors",
 ]

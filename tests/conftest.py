@@ -77,6 +77,51 @@ def feedback_course(tmp_path_factory):
             "gradebook": root / "gradebook.db"}
 
 
+# ada's mistakes in 04: kaiming_uniform_ without the √3, layer_stats measured before the
+# ReLU, and a fraction_better that never re-initialises its second stack.
+ADA_04 = {
+    "kaiming_uniform": ("def kaiming_uniform_(w, a=0., mode=\"fan_in\"):\n"
+                        "    fan_in, fan_out = fans(w)\n"
+                        "    bound = gain(a) / math.sqrt(fan_in if mode == \"fan_in\" else fan_out)\n"
+                        "    with torch.no_grad():\n        w.uniform_(-bound, bound)\n    return w\n"),
+    "layer_stats": ("def layer_stats(x, layers):\n    stats = []\n    with torch.no_grad():\n"
+                    "        for layer in layers:\n            z = layer(x)\n            x = z.clamp_min(0.)\n"
+                    "            stats.append((z.mean().item(), z.std().item()))\n    return stats\n"),
+    "fraction_better": ("def fraction_better(n_samples=100):\n    better = 0\n"
+                        "    for _ in range(n_samples):\n"
+                        "        default_layers, kaiming_layers = conv_stack(), conv_stack()\n"
+                        "        d = layer_stats(x_imgs, default_layers)[-1][1]\n"
+                        "        k = layer_stats(x_imgs, kaiming_layers)[-1][1]\n"
+                        "        better += abs(k - 1) < abs(d - 1)\n    return better / n_samples\n"),
+}
+
+
+@pytest.fixture(scope="session")
+def feedback_course_04(tmp_path_factory):
+    """A course with 04_init_in_pytorch and one student, ada (:data:`ADA_04`), through
+    generate_assignment, autograde and generate_feedback."""
+    pytest.importorskip("nbgrader")
+    notebook = "04_init_in_pytorch"
+    root = tmp_path_factory.mktemp("figures-course-04")
+    shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
+    (root / "assignments" / ASSIGNMENT).mkdir(parents=True)
+    src_path = REPO / "assignments" / ASSIGNMENT / f"{notebook}.ipynb"
+    shutil.copy(src_path, root / "assignments" / ASSIGNMENT / src_path.name)
+    _nbgrader(root, "generate_assignment", ASSIGNMENT)
+    ada = json.loads(src_path.read_text())
+    for cell in ada["cells"]:
+        cell["source"] = HIDDEN.sub("", "".join(cell["source"]))
+    for grade_id, source in ADA_04.items():
+        _cell(ada, grade_id)["source"] = source
+    folder = root / "submitted" / "ada" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / f"{notebook}.ipynb").write_text(json.dumps(ada, indent=1))
+    _nbgrader(root, "autograde", ASSIGNMENT)
+    _nbgrader(root, "generate_feedback", ASSIGNMENT)
+    return {"root": root, "feedback": root / "feedback" / "ada" / ASSIGNMENT / f"{notebook}.html",
+            "autograded": json.loads((root / "autograded" / "ada" / ASSIGNMENT / f"{notebook}.ipynb").read_text())}
+
+
 @pytest.fixture
 def offline_env(tmp_path) -> dict:
     """An environment in which the lesson's data is unavailable: an empty cache, no

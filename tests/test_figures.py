@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import math
 import re
 import subprocess
 import sys
@@ -162,7 +163,8 @@ def test_summary_lists_every_exercise_of_the_notebook(capsys):
 def test_real_kernel_shows_figures_and_keeps_the_plain_text(tmp_path):
     """Run all of a released notebook with a known mistake in a real Jupyter kernel: do the
     init exercises' test cells hold text/html with a figure, is text/plain exactly the
-    grader's message, and does a failing check still raise?"""
+    grader's message, and does a failing check still raise, its red text one short line
+    (the card above holds the message)?"""
     import nbformat
     from nbclient import NotebookClient
     from autograder.engine.grade import grade_notebook
@@ -183,6 +185,10 @@ def test_real_kernel_shows_figures_and_keeps_the_plain_text(tmp_path):
         assert not [o for o in outputs if o["output_type"] == "stream"], grade_id
         errors = [o["evalue"] for o in outputs if o["output_type"] == "error"]
         assert errors == ([] if text.startswith("✓ ") else [text]), grade_id     # raised after displaying
+        for o in outputs:               # the card holds the message; the red text only says so
+            if o["output_type"] == "error":
+                name = grade_id.removeprefix("test_")
+                assert o["traceback"] == [f"CheckFailed: {name} failed (the card above says why)."], grade_id
         if grade_id != "test_params":   # in a kernel, params is judged on the kernel's own w1 (no re-run)
             result = graded[grade_id.removeprefix("test_")]
             assert text == (result.message if not result.passed else f"✓ {result.message}"), grade_id
@@ -194,6 +200,9 @@ def test_real_kernel_shows_figures_and_keeps_the_plain_text(tmp_path):
     page = relu[0]["data"]["text/html"]
     assert INJECTION not in page and "<script" not in page.lower() and html_escaped(INJECTION) in page
     assert relu[-1]["output_type"] == "error" and relu[-1]["ename"] == "CheckFailed"
+    assert relu[-1]["traceback"] == ["CheckFailed: relu failed (the card above says why)."]
+    assert relu[-1]["evalue"] == relu[0]["data"]["text/plain"]
+    assert relu[-1]["evalue"].splitlines()[0] == graded["relu"].message.splitlines()[0]
 
 
 # ----------------------------------------------------------------------------- nbgrader feedback
@@ -272,3 +281,89 @@ def test_formgrader_shows_the_figures_too(feedback_course):
     assert len(svgs(page)) == len(shown) >= 5
     assert display.PENDING not in page
     assert INJECTION not in page
+
+
+# ----------------------------------------------------------------------------- 04: init in PyTorch
+SOLUTION_04 = ROOT / "solutions" / "lesson8" / "04_init_in_pytorch.ipynb"
+
+
+def namespace_04(**replaced: str) -> dict:
+    """The 04 solution's setup and exercise cells run in a namespace (the ungraded demos
+    skipped), with some exercises' cells replaced."""
+    from autograder.notebook import read_notebook
+    ns = {"__name__": "__main__", "check": autograder.check}
+    for c in read_notebook(SOLUTION_04).code_to_run():
+        if c.grade_id:
+            exec(replaced.get(c.grade_id, c.source), ns)
+    return ns
+
+
+@pytest.mark.slow
+def test_04_records_the_uniform_box_and_the_std_per_layer():
+    """Does check() in 04 record the histogram of kaiming_uniform_'s draws with its bound,
+    and the std after each layer (the student's against the grader's, default against
+    Kaiming) for layer_stats and fraction_better, small, escaped in the card, with the
+    message of a plain run?"""
+    from conftest import ADA_04
+    sub = LocalSubmission(namespace_04(**ADA_04))
+    records: list = []
+    with display.collecting(records):
+        for name in ("kaiming_uniform", "layer_stats", "fraction_better"):
+            result, _ = display.checked(name, sub, {})
+            assert not result.passed and records[-1]["message"] == result_for(name, sub).message
+    uniform, layers, fraction = (r["evidence"] for r in records)
+    [box] = uniform["uniform"]
+    assert box["title"].endswith("on w of shape (64, 32, 3, 3)")
+    assert box["bound"] == pytest.approx(math.sqrt(2) * math.sqrt(3 / 288), rel=1e-5)     # kept to 6 digits
+    assert sum(box["counts"]) + box["outside"] == box["n"] == 64 * 32 * 9
+    assert box["std"] == pytest.approx(box["bound"] / 3, rel=0.02)          # the √3 is missing
+    assert layers["layers"]["of"] == "layer_stats"
+    assert set(layers["layers"]["yours"]) == set(layers["layers"]["grader"]) == {"default", "kaiming"}
+    assert layers["layers"]["yours"]["kaiming"][0] > 1.2 * layers["layers"]["grader"]["kaiming"][0]
+    stacks = fraction["layers"]
+    assert stacks["counts"] == {"default": 2 * stacks["samples"]}       # never re-initialised
+    assert stacks["grader"]["kaiming"][-1] > 5 * stacks["grader"]["default"][-1]
+    assert fraction["fraction"]["n"] == 100 and fraction["fraction"]["got"] < 0.8
+    assert len(json.dumps(records)) < 20_000
+
+    cards = [display.card_html(r) for r in records]
+    [svg] = svgs(cards[0])
+    assert "Your weights should fill the box from -b to b" in svg and "b/√3" in svg
+    assert "your layer_stats should lie on the grader" in svgs(cards[1])[0]
+    assert "the default shrinks it, Kaiming keeps it near 1" in svgs(cards[2])[0]
+    assert "none re-initialised" in svgs(cards[2])[0]
+    assert "b/√3" in cards[0] and "<table" in cards[0]
+
+    # A correct fraction_better measures as many re-initialised stacks as default ones.
+    seen: dict = {}
+    evidence.extras("fraction_better", LocalSubmission(namespace_04()), seen)
+    assert seen["layers"]["counts"] == {"default": 10, "kaiming": 10}
+
+    # A layer_stats whose error carries a script tag: escaped, and the grader's curves still drawn.
+    bad = namespace_04(layer_stats=f"def layer_stats(x, layers):\n    raise ValueError({INJECTION!r})\n")
+    records = []
+    with display.collecting(records):
+        display.checked("layer_stats", LocalSubmission(bad), {})
+    card = display.card_html(records[0])
+    assert INJECTION not in card and html_escaped(INJECTION) in card
+    assert records[0]["evidence"]["layers"]["yours"] == {} and len(svgs(card)) == 1
+
+
+@pytest.mark.slow
+def test_04_feedback_draws_the_box_and_the_layers(feedback_course_04):
+    """Does autograde leave the numbers of 04's kaiming_uniform, layer_stats and
+    fraction_better checks beside their verdicts, and does the feedback page draw them,
+    offline?"""
+    graded = feedback_course_04["autograded"]
+    for grade_id in ("test_kaiming_uniform", "test_layer_stats", "test_fraction_better"):
+        outs = cell(graded, grade_id)["outputs"]
+        assert [o["output_type"] for o in outs] == ["display_data", "error"], grade_id
+        assert display.MIME in outs[0]["data"] and "image/" not in json.dumps(outs[0])
+    page = feedback_course_04["feedback"].read_text()
+    shown = alts(page)
+    for words in ("over the target uniform U(-b, b), with ±b and ±b/√3 marked",
+                  "as your layer_stats measures it", "the stacks your fraction_better measures"):
+        assert any(words in alt for alt in shown), (words, shown)
+    assert len(svgs(page)) == len(shown) == 3
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page, re.I)
+    assert display.PENDING not in page

@@ -281,13 +281,13 @@ def test_mutants_count_a_lost_part_as_killed(tmp_path):
         sys.path.pop(0)
     from autograder.engine.sandbox import Limits
     name = "01_matmul"
-    base = mutants.base_notebook(mutants.solution_notebooks([name])[name], tmp_path, name)
+    base = mutants.base_notebook(mutants.solution_notebooks(mutants.ROOT, "lesson8", [name])[name], tmp_path, name)
     source = base.by_id("matmul_loops").source
     line = next(x for x in source.splitlines() if x.strip().startswith("assert"))
     mutant = mutants.Mutant(name, "matmul_loops", "deletion", "statement -> pass", line.strip(), "pass",
                             source.replace(line, line[: len(line) - len(line.lstrip())] + "pass"))
     graded = mutants.grade_mutant(mutant, base, Limits(cell_timeout=mutants.CELL_TIMEOUT,
-                                                       notebook_timeout=mutants.NOTEBOOK_TIMEOUT))
+                                                       notebook_timeout=mutants.NOTEBOOK_TIMEOUT), {})
     assert (graded.status, graded.by) == ("killed", "matmul_loops"), graded
     assert "product is right; shape check is not" in graded.message
     assert "accepted a (2, 3) and a (5, 2) matrix" in graded.message

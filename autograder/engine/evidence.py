@@ -23,7 +23,7 @@ import contextvars
 import math
 from typing import Any, Callable, Iterator
 
-__all__ = ["recording", "active", "weights", "compared", "gradient", "extras"]
+__all__ = ["recording", "active", "weights", "uniform", "fraction", "compared", "gradient", "extras"]
 
 _SINK: contextvars.ContextVar[dict | None] = contextvars.ContextVar("evidence", default=None)
 HIST_BINS = 40
@@ -76,6 +76,40 @@ def weights(title: str, w, sigma: float, formula: str, *, draws: int = 1) -> Non
                    "shape": [int(s) for s in w.shape], "mean": _num(v.mean().item()),
                    "std": _num(v.std().item()) if v.numel() > 1 else 0.0,
                    "outside": int(((v < lo) | (v > hi)).sum().item())})
+
+
+def uniform(title: str, w, bound: float, formula: str) -> None:
+    """The student's weights against U(-bound, bound): a histogram over ±1.5 bound. The
+    last case judged is always kept (it is the failing one, if any)."""
+    seen = _SINK.get()
+    if seen is None:
+        return
+    import torch
+    panels = seen.setdefault("uniform", [])
+    if any(p["title"] == title for p in panels):
+        return
+    v = w.detach().double().reshape(-1)
+    v = v[torch.isfinite(v)]
+    lo, hi = -1.5 * bound, 1.5 * bound
+    counts = torch.histc(v, bins=HIST_BINS, min=lo, max=hi) if v.numel() else torch.zeros(HIST_BINS)
+    panel = {"title": title, "bound": float(bound), "formula": formula, "lo": lo, "hi": hi,
+             "counts": [int(c) for c in counts.tolist()], "n": int(w.numel()),
+             "shape": [int(s) for s in w.shape],
+             "min": _num(v.min().item()) if v.numel() else None,
+             "max": _num(v.max().item()) if v.numel() else None,
+             "std": _num(v.std().item()) if v.numel() > 1 else 0.0,
+             "outside": int(((v < lo) | (v > hi)).sum().item()), "not_finite": int(w.numel() - v.numel())}
+    if len(panels) >= MAX_PANELS:
+        panels[-1] = panel
+    else:
+        panels.append(panel)
+
+
+def fraction(got: float, n: int, lo: int, hi: int) -> None:
+    """What fraction_better returned, and the counts out of n that the grader accepts."""
+    seen = _SINK.get()
+    if seen is not None and "fraction" not in seen:
+        seen["fraction"] = {"got": float(got), "n": int(n), "lo": int(lo), "hi": int(hi)}
 
 
 def compared(got, expected, *, bad=None) -> None:

@@ -269,7 +269,7 @@ def _precheck(ex: Exercise, sub: Submission) -> None:
         found = static.find_banned(source, ex.rule, static.aliases(sub.all_source()))
         if found:
             raise rule_failure(ex, [f"`{f.name}` (line {f.line})" for f in found])
-    run = sub.cell_run(ex.name)
+    run = sub.cell_run(ex.name, ex.defines or None)
     if ex.rule and run is not None and run.violations:
         raise called_banned(ex, run.violations)
     if run is None or run.status == "ok":

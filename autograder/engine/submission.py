@@ -15,7 +15,7 @@ import re
 import types
 from typing import Any, Iterator
 
-from . import codec
+from . import cellruns, codec
 from .executor import Executor, definition
 from .notebook import Notebook
 from .session import CellRun, Evaluation, Session, violations
@@ -60,8 +60,8 @@ class Submission:
         """Every code cell of the student's, for resolving imports."""
         raise NotImplementedError
 
-    def cell_run(self, grade_id: str) -> CellRun | None:
-        """How the exercise's cell ran, if known."""
+    def cell_run(self, grade_id: str, name: str | None = None) -> CellRun | None:
+        """How the exercise's cell ran, if known (``name`` as for :meth:`source`)."""
         return None
 
     def cell_missing(self, grade_id: str) -> str | None:
@@ -107,7 +107,7 @@ class RemoteSubmission(Submission):
     def all_source(self):
         return self.notebook.code_source()
 
-    def cell_run(self, grade_id):
+    def cell_run(self, grade_id, name=None):
         return self.runs.get(grade_id)
 
     def cell_missing(self, grade_id):
@@ -138,22 +138,26 @@ class LocalSubmission(Submission):
         self.executor = Executor(namespace)
 
     def source(self, grade_id, name=None):
-        """The definition of ``name`` (by default the grade_id): from ``inspect`` for
-        functions, else the latest cell of the kernel's input history that defines it
-        (classes defined in a notebook have no source file for ``inspect``)."""
+        """The exercise's cell, as the kernel last ran it (see :mod:`autograder.cellruns`):
+        the whole cell, as the grader reads it from the notebook file. Failing that, the
+        definition of ``name`` (by default the grade_id): the latest cell of the kernel's
+        input history that defines it, else ``inspect``'s source of a function."""
+        run = cellruns.find(grade_id, name)
+        if run is not None:
+            return run["source"]
         grade_id = name or grade_id
-        value = self.executor.ns.get(grade_id)
-        if callable(value):
-            try:
-                return inspect.getsource(value)
-            except (OSError, TypeError):
-                pass
         history = self.executor.ns.get("In")
         if isinstance(history, list):
             pattern = re.compile(rf"^\s*(def|class)\s+{re.escape(grade_id)}\b", re.M)
             for cell in reversed(history):
                 if isinstance(cell, str) and pattern.search(cell):
                     return cell
+        value = self.executor.ns.get(grade_id)
+        if callable(value):
+            try:
+                return inspect.getsource(value)
+            except (OSError, TypeError):
+                pass
         return None
 
     def watch_spec(self, grade_id, rule, others=(), defines=None):
@@ -166,6 +170,13 @@ class LocalSubmission(Submission):
             stops |= _code_files(self.executor.ns.get(other_defines or name))
         return {"rule": rule, "cells": sorted(own | {cell}), "stops": sorted(stops - own),
                 "source": self.source(grade_id, defines), "filename": cell}
+
+    def cell_run(self, grade_id, name=None):
+        """How the exercise's cell ran when the kernel last ran it, if the kernel knows."""
+        run = cellruns.find(grade_id, name)
+        if run is None:
+            return None
+        return CellRun(grade_id, run["status"], run["error"])
 
     def all_source(self):
         history = self.executor.ns.get("In")

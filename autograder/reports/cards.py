@@ -140,6 +140,16 @@ def expected_vs_got(ev: dict) -> str:
             rows.append((f"first mismatch, at {where}", _num(mm.get("expected"), 6), _num(mm.get("got"), 6)))
             rows.append(("entries that differ", "0", f"{mm.get('count')} of {mm.get('of')}"))
         return _table(rows)
+    boxes = ev.get("uniform")
+    if isinstance(boxes, list) and boxes:
+        rows = []
+        for p in boxes:
+            label = f" ({p.get('title')})" if len(boxes) > 1 else ""
+            b = p.get("bound")
+            rows += [(f"range{label}", f"[-{_num(b)}, {_num(b)}]", f"[{_num(p.get('min'))}, {_num(p.get('max'))}]"),
+                     (f"std{label}", f"{_num(b / 3 ** 0.5) if isinstance(b, float) else '—'} = b/√3",
+                      _num(p.get("std")))]
+        return _table(rows)
     panels = ev.get("weights")
     if isinstance(panels, list) and panels:
         rows = []
@@ -157,6 +167,10 @@ def figures_for(ev: dict) -> list[tuple[str, str]]:
     todo = []
     if ev.get("weights"):
         todo.append(lambda: figures.weights_figure(ev["weights"], ev.get("experiment")))
+    if ev.get("uniform"):
+        todo.append(lambda: figures.uniform_figure(ev["uniform"]))
+    if ev.get("layers"):
+        todo.append(lambda: figures.layers_figure(ev["layers"], ev.get("fraction")))
     if ev.get("normalize"):
         todo.append(lambda: figures.normalize_figure(ev["normalize"]))
     if ev.get("gradients"):
@@ -211,7 +225,8 @@ def feedback_outputs(records: list[dict]) -> list:
     outs = []
     for record in records:
         ev = record.get("evidence") or {}
-        if not any(ev.get(k) for k in ("weights", "normalize", "gradients", "speed", "compare")):
+        if not any(ev.get(k) for k in ("weights", "uniform", "layers", "normalize", "gradients", "speed",
+                                       "compare")):
             continue
         kept = {k: record[k] for k in ("name", "title", "passed", "grader_error")}
         outs.append(new_output("display_data", data={MIME: {**kept, "evidence": ev}, "text/plain": PENDING}))

@@ -17,7 +17,8 @@ import base64
 import io
 import math
 
-__all__ = ["weights_figure", "normalize_figure", "gradients_figure", "speed_figure",
+__all__ = ["weights_figure", "uniform_figure", "layers_figure", "normalize_figure",
+           "gradients_figure", "speed_figure",
            "score_histogram", "pass_rate_figure"]
 
 YOURS, EXPECTED, OTHER, BAD = "#1f6fb4", "#d4572a", "#8c8c8c", "#b8322a"
@@ -104,6 +105,106 @@ def weights_figure(panels: list[dict], experiment: dict | None = None) -> tuple[
     alt = f"Histogram of your weights ({names}) over the expected normal density"
     if experiment:
         alt += "; activation RMS after each of 8 linear+ReLU layers"
+    return alt, _uri(fig)
+
+
+@_styled
+def uniform_figure(panels: list[dict]) -> tuple[str, str]:
+    """Histograms of the student's weights over the target U(-b, b), with ±b (the bound)
+    and ±b/√3 (the std it gives) marked."""
+    fig, axes = _figure(max(4.2 * len(panels), 5.0), 3.0, len(panels))
+    for ax, p in zip(axes, panels):
+        lo, hi, counts, b = p["lo"], p["hi"], p["counts"], p["bound"]
+        width = (hi - lo) / len(counts)
+        total = max(p.get("n", 0) - p.get("not_finite", 0), 1)
+        lefts = [lo + k * width for k in range(len(counts))]
+        ax.bar(lefts, [c / (total * width) for c in counts], width=width, align="edge",
+               color=YOURS, alpha=0.55, label=_plain(f"yours: std {_fmt(p.get('std'))}"))
+        ax.plot([lo, -b, -b, b, b, hi], [0, 0, 1 / (2 * b), 1 / (2 * b), 0, 0], color=EXPECTED, lw=1.6,
+                label=_plain(f"target U(-b, b), b = {b:.4g}"))
+        top = max([c / (total * width) for c in counts] + [1 / (2 * b)]) * 1.15    # the marks stop here
+        ax.vlines([-b, b], 0, top, color=EXPECTED, ls="--", lw=1)
+        ax.vlines([-b / math.sqrt(3), b / math.sqrt(3)], 0, top, color=OTHER, ls=":", lw=1.2)
+        ax.plot([], [], color=EXPECTED, ls="--", lw=1, label=_plain(f"±b = {p['formula']}"))
+        ax.plot([], [], color=OTHER, ls=":", lw=1.2, label=_plain(f"±b/√3 = ±{b / math.sqrt(3):.4g}, the target std"))
+        notes = []
+        if p.get("outside"):
+            notes.append(f"{p['outside']} beyond ±1.5b")
+        if p.get("not_finite"):
+            notes.append(f"{p['not_finite']} not finite")
+        if notes:
+            ax.annotate(", ".join(notes), (1, 0.02), xycoords="axes fraction", ha="right", fontsize=7,
+                        color=EXPECTED)
+        ax.set_title(_plain(_wrap(p["title"], 56)), loc="left")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(0, top * 1.75)                          # room for the legend above the marks
+        ax.set_yticks([])
+        ax.set_xlabel("weight value")
+        ax.legend(loc="upper left", frameon=True, framealpha=0.9, edgecolor="none")
+    fig.suptitle("Your weights should fill the box from -b to b, evenly", x=0.01, ha="left",
+                 fontsize=9.5, fontweight="bold")
+    names = "; ".join(p["title"] for p in panels)
+    return (f"Histogram of your weights ({names}) over the target uniform U(-b, b), with ±b and ±b/√3 marked",
+            _uri(fig))
+
+
+LAYER_KINDS = {"default": "PyTorch's default init", "kaiming": "re-initialised (Kaiming)",
+               "other": "stacks not built by conv_stack()", "mixed": "partly re-initialised stacks"}
+
+
+@_styled
+def layers_figure(layers: dict, fraction: dict | None = None) -> tuple[str, str]:
+    """The std after each conv+ReLU layer, PyTorch's default against Kaiming's: the
+    student's stacks (or the student's measurements) against the grader's."""
+    fig, (ax,) = _figure(7.6, 3.2)
+    mine = layers.get("of") == "layer_stats"
+    start = layers.get("input")
+
+    def curve(values):
+        xs = list(range(0, len(values) + 1)) if start is not None else list(range(1, len(values) + 1))
+        ys = ([start] if start is not None else []) + list(values)
+        return xs, [v if isinstance(v, (int, float)) and v > 0 else float("nan") for v in ys]
+
+    for kind, values in layers.get("grader", {}).items():
+        color = EXPECTED if kind == "kaiming" else OTHER
+        ax.plot(*curve(values), color=color, lw=3.5, alpha=0.35, marker="o", ms=6,
+                label=_plain(f"grader: {LAYER_KINDS.get(kind, kind)}"))
+    counts = layers.get("counts", {})
+    for kind, values in layers.get("yours", {}).items():
+        style = "-" if kind == "kaiming" else "--" if kind == "default" else ":"
+        what = "your layer_stats" if mine else "your stacks"
+        n = f", {counts[kind]} measured" if kind in counts else ""
+        ax.plot(*curve(values), color=YOURS if kind != "other" else BAD, ls=style, lw=1.6, marker="o", ms=3,
+                label=_plain(f"{what}: {LAYER_KINDS.get(kind, kind)}{n}"))
+    if not mine and "kaiming" not in layers.get("yours", {}) and layers.get("yours"):
+        ax.plot([], [], color=YOURS, ls="-", lw=1.6, label="your stacks: none re-initialised by kaiming_uniform_")
+    ax.axhline(1.0, color="#bbbbbb", lw=0.8, zorder=0)
+    ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    n_layers = max([len(v) for v in (*layers.get("grader", {}).values(), *layers.get("yours", {}).values())] or [3])
+    ax.set_xticks(range(0 if start is not None else 1, n_layers + 1),
+                  (["input"] if start is not None else []) + [f"layer {k}" for k in range(1, n_layers + 1)])
+    ax.set_ylabel("std of the activations")
+    if mine:
+        title = "Std after each conv+ReLU: your layer_stats should lie on the grader's"
+    else:
+        title = "Std after each conv+ReLU: the default shrinks it, Kaiming keeps it near 1"
+    ax.set_title(title, loc="left")
+    if fraction:
+        lo, hi, n = fraction["lo"], fraction["hi"], fraction["n"]
+        ax.annotate(_plain(f"your fraction_better(n_samples={n}) returned {fraction['got']:.3g};\n"
+                           f"the grader expects {lo / n:.2f} to {hi / n:.2f}"),
+                    (1.02, 0.02), xycoords="axes fraction", fontsize=7.5,
+                    color=BAD if not lo <= round(fraction["got"] * n) <= hi else "#333333")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if mine:
+        alt = "Std after each layer as your layer_stats measures it, against the grader's, default and Kaiming"
+    else:
+        alt = ("Std after each layer of the stacks your fraction_better measures, against the grader's: "
+               "PyTorch's default against Kaiming")
     return alt, _uri(fig)
 
 
@@ -225,6 +326,11 @@ def pass_rate_figure(rows: list[tuple[str, int, int]]) -> tuple[str, str]:
     ax.set_xticks([0, 25, 50, 75, 100], ["0%", "25%", "50%", "75%", "100%"])
     ax.set_title("Pass rate per exercise (red: under half passed)", loc="left")
     return "Pass rate per exercise: " + ", ".join(f"{n} {p}/{g}" for n, p, g in rows), _uri(fig)
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+    return "\n".join(textwrap.wrap(str(text), width)) or str(text)
 
 
 def _fmt(v) -> str:

@@ -163,3 +163,69 @@ def speed(name: str, sub, seen: dict) -> None:
     found = _speed(sub)
     if found:
         seen["speed"] = found
+
+
+def _layer_stds(sub) -> dict | None:
+    """The std after each layer of a default and a Kaiming stack (the grader's weights):
+    measured by the student's layer_stats, and by the grader."""
+    from . import init_pytorch as ip
+    x = ip.images()
+    out: dict = {"input": _num(float(x.std())), "yours": {}, "grader": {}}
+    for kind, kaiming in (("default", False), ("kaiming", True)):
+        params = ip._conv_params(ip._gen(ip.LAYER_STATS_SEED), kaiming=kaiming)
+        out["grader"][kind] = [_num(s) for _, s in ip.reference_stats(x, params)]
+        ev = sub.evaluate("import torch\n" + ip._BUILD_LAYERS, inputs={"x": x, "params": params},
+                          outputs=("result",))
+        got = ev.values.get("result") if not ev.error else None
+        if (isinstance(got, (list, tuple)) and 0 < len(got) <= 16
+                and all(isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[1], (int, float))
+                        for p in got)):
+            out["yours"][kind] = [_num(float(p[1])) for p in got]
+    return out
+
+
+FRACTION_SAMPLES = 10       # samples of the student's fraction_better that are pictured
+
+
+def _fraction_stds(sub) -> dict | None:
+    """The std after each layer of the stacks the student's fraction_better measures
+    (built by the grader's conv_stack, drawn by the grader's kaiming_uniform_, measured by
+    the grader's layer_stats), by kind, against the grader's own stacks."""
+    import torch
+    from . import init_pytorch as ip
+    x = ip.images()
+    ev = sub.evaluate("try:\n    result = fraction_better(n_samples=n)\nfinally:\n    seen = layer_stats.seen",
+                      inputs={"n": FRACTION_SAMPLES}, overrides={"x_imgs": x},
+                      definitions=ip._picture_defs(), outputs=("result", "seen"), seed=ip.LAYER_STATS_SEED)
+    seen = ev.values.get("seen")
+    out: dict = {"input": _num(float(x.std())), "yours": {}, "counts": {}, "samples": FRACTION_SAMPLES}
+    if isinstance(seen, list):
+        groups: dict[str, list] = {}
+        for item in seen:
+            if (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+                    and isinstance(item[1], (list, tuple)) and len(item[1]) == len(ip.CONVS)):
+                groups.setdefault(item[0], []).append([float(v) for v in item[1]])
+        for kind, rows in groups.items():
+            out["yours"][kind] = [_num(v) for v in torch.tensor(rows, dtype=torch.float64).mean(0).tolist()]
+            out["counts"][kind] = len(rows)
+    gen = ip._gen(ip.LAYER_STATS_SEED)
+    grader = {"default": [], "kaiming": []}
+    for _ in range(FRACTION_SAMPLES):
+        for kind in grader:
+            grader[kind].append([s for _, s in ip.reference_stats(x, ip._conv_params(gen, kaiming=kind == "kaiming"))])
+    out["grader"] = {k: [_num(v) for v in torch.tensor(rows, dtype=torch.float64).mean(0).tolist()]
+                     for k, rows in grader.items()}
+    return out
+
+
+@lesson.figure_extra("layer_stats")
+def layer_stds(name: str, sub, seen: dict) -> None:
+    """The std after each layer, default against Kaiming, as the student's layer_stats
+    measures it and as the grader does."""
+    seen["layers"] = {"of": name, **_layer_stds(sub)}
+
+
+@lesson.figure_extra("fraction_better")
+def fraction_stds(name: str, sub, seen: dict) -> None:
+    """The std after each layer of the stacks the student's fraction_better builds."""
+    seen["layers"] = {"of": name, **_fraction_stds(sub)}

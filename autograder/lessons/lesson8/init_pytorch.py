@@ -52,6 +52,8 @@ from ...authoring import (
     describe,
     fail_on_error,
     proportion_interval,
+    record_fraction,
+    record_uniform,
     require_tensor,
     shape_str,
     weight_stats,
@@ -125,6 +127,23 @@ def poisoned_stack():
         for layer in layers:
             layer.weight.fill_(float("nan"))
     return layers
+def tagging_conv_stack():
+    """conv_stack, each layer tagged with its fresh weights (for the pictures)."""
+    layers = conv_stack()
+    for layer in layers:
+        layer._ag_fresh = layer.weight.detach().clone()
+    return layers
+def recording_layer_stats(x, layers):
+    """layer_stats, keeping each stack's kind and its std after each layer (for the pictures)."""
+    out = layer_stats(x, layers)
+    kinds = set()
+    for layer in layers:
+        fresh = getattr(layer, "_ag_fresh", None)
+        kinds.add("other" if fresh is None else "default" if torch.equal(fresh, layer.weight.detach())
+                  else "kaiming")
+    recording_layer_stats.seen.append((kinds.pop() if len(kinds) == 1 else "mixed", [s for _, s in out]))
+    return out
+recording_layer_stats.seen = []
 ''' % (CONVS, MARK, MARK, CONVS)
 
 
@@ -136,6 +155,13 @@ def _ref(name: str, **values) -> str:
 
 
 REF_FANS, REF_GAIN = _ref("fans"), _ref("gain")
+LAYER_STATS_SEED = 50
+
+
+def _picture_defs() -> dict[str, str]:
+    """The grader's pieces for picturing the stacks a fraction_better measures."""
+    return {"kaiming_uniform_": _ref("kaiming_uniform_"), "layer_stats": _ref("recording_layer_stats"),
+            "conv_stack": _ref("tagging_conv_stack"), "fans": REF_FANS, "gain": REF_GAIN}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -280,15 +306,21 @@ def uniform_judgement(w: torch.Tensor, bound: float, alpha: float = ALPHA) -> li
     return bad
 
 
+def _bound(shape, a: float, mode: str) -> tuple[float, float, int]:
+    """(gain, bound, fan) of kaiming_uniform_ for this shape, a and mode."""
+    fan_in, fan_out = _fans_of(shape)
+    fan = fan_in if mode == "fan_in" else fan_out
+    g = math.sqrt(2 / (1 + a * a))
+    return g, g * math.sqrt(3 / fan), fan
+
+
 def judge_uniform(title: str, w, shape, a: float, mode: str, *, alpha: float = ALPHA) -> None:
     """Fail unless ``w`` looks like kaiming_uniform_'s draws for this shape, a and mode."""
     w = require_tensor(w, f"{title}: w after the call")
     if tuple(w.shape) != tuple(shape) or not w.is_floating_point():
         raise Fail(f"{title}: w changed shape or dtype.", f"Expected {shape_str(shape)} floats, got {describe(w)}.")
     fan_in, fan_out = _fans_of(shape)
-    fan = fan_in if mode == "fan_in" else fan_out
-    g = math.sqrt(2 / (1 + a * a))
-    bound = g * math.sqrt(3 / fan)
+    g, bound, fan = _bound(shape, a, mode)
     bad = uniform_judgement(w, bound, alpha)
     if not bad:
         return
@@ -345,6 +377,9 @@ def kaiming_uniform(sub, *, seed: int = 40, cases=UNIFORM_CASES) -> None:
         fail_on_error(title + (" (a layer's weight, which autograd tracks)" if wrap else ""), ev,
                       ("kaiming_uniform_",), _no_grad_hint)
         result, w = ev.values.get("result"), ev.values.get("w")
+        if isinstance(w, torch.Tensor) and w.shape == shape and w.is_floating_point():
+            _, bound, _ = _bound(shape, 0.0 if a is None else a, mode or "fan_in")
+            record_uniform(title, w, bound, f"gain(a)·sqrt(3/{mode or 'fan_in'})")
         if isinstance(w, torch.Tensor) and w.shape == shape and float(w.abs().max()) == 0:
             extra = (["It returned new weights instead: fill w itself."]
                      if isinstance(result, torch.Tensor) and float(result.abs().max()) > 0 else [])
@@ -449,7 +484,7 @@ result = layer_stats(x, layers)
 
 
 @lesson.exercise(NB, "layer_stats", 1, "layer_stats(x, layers)")
-def layer_stats(sub, *, seed: int = 50, kaiming: bool = True) -> None:
+def layer_stats(sub, *, seed: int = LAYER_STATS_SEED, kaiming: bool = True) -> None:
     title = "layer_stats(x, layers)"
     x, params = images(), _conv_params(_gen(seed), kaiming=kaiming)
     ev = sub.evaluate("import torch\n" + _BUILD_LAYERS, inputs={"x": x, "params": params},
@@ -672,6 +707,7 @@ def fraction_better(sub, *, seed: int = 60, n_samples: int = 100, n_null: int = 
     got = _run_fraction(sub, title, n_samples, "kaiming_uniform_", seed)
     p_low, p_high = reference_probability()
     lo, hi = binomial_acceptance(n_samples, p_low, p_high)
+    record_fraction(got, n_samples, lo, hi)
     if not lo <= round(got * n_samples) <= hi:
         detail = (f"The grader's own run puts the probability that Kaiming's stack ends closer to std 1 "
                   f"between {p_low:.3f} and {p_high:.3f}, so {n_samples} samples give between {lo} and "
