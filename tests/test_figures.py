@@ -290,7 +290,7 @@ SOLUTION_04 = ROOT / "solutions" / "lesson8" / "04_init_in_pytorch.ipynb"
 def namespace_04(**replaced: str) -> dict:
     """The 04 solution's setup and exercise cells run in a namespace (the ungraded demos
     skipped), with some exercises' cells replaced."""
-    from autograder.notebook import read_notebook
+    from autograder.engine.notebook import read_notebook
     ns = {"__name__": "__main__", "check": autograder.check}
     for c in read_notebook(SOLUTION_04).code_to_run():
         if c.grade_id:

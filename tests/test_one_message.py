@@ -31,18 +31,18 @@ from pathlib import Path
 
 import pytest
 
-from autograder import checks
-from autograder.grade import identify
-from autograder.notebook import read_notebook
+from autograder.engine import registry as checks
+from autograder.engine.grade import identify
+from autograder.engine.notebook import read_notebook
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "tests" / "submissions").glob("*.ipynb")) + sorted((ROOT / "examples").glob("*.ipynb"))
 KERNELS_AT_ONCE = 2
-NO_PICTURES = ("import autograder.display, autograder.evidence\n"
-               "autograder.evidence.extras = lambda *args: None\n"
-               "autograder.display.figures_for = lambda evidence: []\n")
+NO_PICTURES = ("import autograder.reports.cards, autograder.engine.evidence\n"
+               "autograder.engine.evidence.extras = lambda *args: None\n"
+               "autograder.reports.cards.figures_for = lambda evidence: []\n")
 
 
 def first_line(message: str) -> str:

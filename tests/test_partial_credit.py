@@ -286,8 +286,8 @@ def test_mutants_count_a_lost_part_as_killed(tmp_path):
     line = next(x for x in source.splitlines() if x.strip().startswith("assert"))
     mutant = mutants.Mutant(name, "matmul_loops", "deletion", "statement -> pass", line.strip(), "pass",
                             source.replace(line, line[: len(line) - len(line.lstrip())] + "pass"))
-    graded = mutants.grade_mutant(mutant, base, Limits(cell_timeout=mutants.CELL_TIMEOUT,
-                                                       notebook_timeout=mutants.NOTEBOOK_TIMEOUT), {})
+    graded = mutants.grade_mutant(mutant, base, Limits(cell_timeout=mutants._engine.CELL_TIMEOUT,
+                                                       notebook_timeout=mutants._engine.NOTEBOOK_TIMEOUT), {})
     assert (graded.status, graded.by) == ("killed", "matmul_loops"), graded
     assert "product is right; shape check is not" in graded.message
     assert "accepted a (2, 3) and a (5, 2) matrix" in graded.message

@@ -642,8 +642,8 @@ def test_check_in_a_kernel_knows_that_the_stub_raised(monkeypatch, cell_id):
     source where the front end sends no id), does check("params") say "not implemented
     yet", as the command line does, instead of judging globals the stub never bound?"""
     from autograder.engine import cellruns
-    from autograder.grade import result_for
-    from autograder.submission import LocalSubmission
+    from autograder.engine.grade import result_for
+    from autograder.engine.submission import LocalSubmission
     monkeypatch.setattr(cellruns, "RUNS", [_stub_run(cell_id)])
     result = result_for("params", LocalSubmission({"__name__": "__main__"}))
     assert result.message.splitlines()[0] == "params · w1, b1, w2, b2: not implemented yet."
@@ -655,14 +655,14 @@ def test_check_in_a_kernel_reads_the_whole_cell(monkeypatch):
     """Is the source a kernel's check() judges the whole cell the kernel last ran (the
     grader's line numbers), and does a cell that raised count as the grader counts it?"""
     from autograder.engine import cellruns
-    from autograder.submission import LocalSubmission
+    from autograder.engine.submission import LocalSubmission
     cell = "import torch\n\ndef relu(x):\n    return torch.relu(x)\n"
     ns = {"__name__": "__main__"}
     exec(cell, ns)
     monkeypatch.setattr(cellruns, "RUNS", [{"cell_id": "relu", "source": cell, "status": "ok", "error": None}])
     sub = LocalSubmission(ns)
     assert sub.source("relu") == cell and sub.cell_run("relu").status == "ok"
-    from autograder.grade import result_for
+    from autograder.engine.grade import result_for
     assert "(line 4)" in result_for("relu", sub).message
     fixed = "def relu(x):\n    return x.clamp_min(0.)\nprint(undefined)\n"
     exec(fixed.split("print")[0], ns)
