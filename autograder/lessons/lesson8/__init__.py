@@ -1,8 +1,8 @@
 """Lesson 8 of "deep learning from the foundations": a fully connected network from scratch.
 
 Notebooks (sources in ``assignments/lesson8/``, released in ``release/lesson8/``):
-``01_matmul``, ``02_fully_connected``, ``03_backward`` (with the ``Module`` refactor) and
-``04_init_in_pytorch``. Each module here holds one notebook's checks; ``extras`` holds
+``01_matmul``, ``02_fully_connected``, ``03_backward`` (with the ``Module`` refactor),
+``04_init_in_pytorch`` and ``05_cross_entropy``. Each module here holds one notebook's checks; ``extras`` holds
 what its figures need beyond the checks. Declared in ``pyproject.toml`` under the
 ``foundations_autograder.lessons`` entry-point group, as any lesson is.
 """
@@ -12,4 +12,4 @@ from ...authoring import Lesson
 lesson = Lesson("lesson8", title="A fully connected network from scratch, on MNIST")
 
 # Each module declares its notebook's exercises on ``lesson``.
-from . import matmul, fully_connected, backward, module, init_pytorch, extras  # noqa: E402,F401,I001
+from . import matmul, fully_connected, backward, module, init_pytorch, cross_entropy, extras  # noqa: E402,F401,I001
