@@ -16,7 +16,12 @@ counts of correct work are drawn from a pool of real runs of the experiment (Kai
 against PyTorch's default, each sample a fresh pair of stacks), and from Binomial(n, 1/2)
 for the run where both stacks use PyTorch's default.
 
-    python scripts/seed_sweep.py [--seeds 1000]
+The third part is fit's accuracy threshold in ``05_cross_entropy`` (one epoch of
+training per seed, so it takes a few minutes per hundred seeds): the grader's reference
+epoch over the init seeds (the derivation), and a correct epoch written another way over
+fresh seeds, none of which may fall below ``THRESHOLD``.
+
+    python scripts/seed_sweep.py [--seeds 1000] [--notebook 05_cross_entropy]
 
 Exits with status 1 if any correct draw failed.
 """
@@ -37,7 +42,8 @@ from autograder.lessons.lesson8 import init_pytorch
 from autograder.lessons.lesson8.fully_connected import INIT_CASES, INITS, N_PIXELS, W2_DRAWS, judge_weights
 from autograder.engine.feedback import Fail
 
-__all__ = ["Case", "CASES", "VARIANTS", "sweep", "UNIFORM_VARIANTS", "sweep_init_pytorch", "main"]
+__all__ = ["Case", "CASES", "VARIANTS", "sweep", "UNIFORM_VARIANTS", "sweep_init_pytorch",
+           "sweep_cross_entropy", "main"]
 
 
 @dataclass(frozen=True)
@@ -259,16 +265,100 @@ def render_init_pytorch(results: dict[str, dict], seeds: int) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- 05_cross_entropy
+# (self-contained: the accuracy threshold of fit, derived and then tried on fresh seeds)
+def _student_style_fit(seed: int, *, sign: float = 1.0, zero: bool = True) -> float:
+    """One epoch written another way than the grader's: its own max-trick cross-entropy,
+    zeroing before the backward pass, p.sub_; in order for even seeds, shuffled for odd
+    ones. ``sign=-1``: gradient ascent; ``zero=False``: gradients never zeroed (wrong
+    variants, for the power)."""
+    from autograder.lessons.lesson8 import cross_entropy as ce
+    from autograder.lessons.lesson8.fully_connected import mnist, normalized
+    ps = [p.clone().requires_grad_() for p in ce.init_params(seed)]
+    x, y = normalized()["x_train"][:ce.N_FIT], mnist()[1][:ce.N_FIT]
+    order = (torch.arange(ce.N_FIT) if seed % 2 == 0 else
+             torch.randperm(ce.N_FIT, generator=torch.Generator().manual_seed(10_000_019 + seed)))
+    for i in range(0, ce.N_FIT, ce.BS):
+        idx = order[i:i + ce.BS]
+        if zero:
+            for p in ps:
+                p.grad = None
+        out = ce._forward(ps, x[idx])
+        m = out.max(-1, keepdim=True)[0]
+        logp = out - m - (out - m).exp().sum(-1, keepdim=True).log()
+        loss = -logp[torch.arange(len(idx)), y[idx]].mean()
+        loss.backward()
+        with torch.no_grad():
+            for p in ps:
+                p.sub_(sign * ce.LR * p.grad)
+    return ce.validation([p.detach() for p in ps])[0]
+
+
+def sweep_cross_entropy(seeds: int = 1000) -> dict:
+    """fit's accuracy threshold: the grader's reference epoch over the seeds 0..seeds-1,
+    each its own init and its own random order (a correct fit may shuffle, and the order
+    moves the accuracy after one epoch more than the init does); the derivation is its
+    min, mean, sd, and the normal bound mean - z·sd at ALPHA. Then a correct epoch written
+    another way over the fresh seeds seeds..2·seeds-1 (false failures: accuracy below
+    THRESHOLD), and two wrong steps (the power)."""
+    from autograder.lessons.lesson8 import cross_entropy as ce
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ref = [ce._reference_fit.__wrapped__(seed, seed)[1] for seed in range(seeds)]
+        mean = sum(ref) / seeds
+        sd = math.sqrt(sum((a - mean) ** 2 for a in ref) / max(1, seeds - 1))
+        bound = mean - stats.normal_quantile(1 - stats.ALPHA) * sd
+        fresh = [_student_style_fit(seed) for seed in range(seeds, 2 * seeds)]
+        k = min(seeds, 20)
+        power = {"gradient ascent": sum(_student_style_fit(s, sign=-1.0) < ce.THRESHOLD for s in range(k)) / k,
+                 "never zeroed": sum(_student_style_fit(s, zero=False) < ce.THRESHOLD for s in range(k)) / k}
+    finally:
+        torch.set_num_threads(threads)
+    return {"reference": {"min": min(ref), "max": max(ref), "mean": mean, "sd": sd, "normal_bound": bound,
+                          "threshold_ok": ce.THRESHOLD <= min(min(ref), bound), "values": ref},
+            "fresh": {"min": min(fresh), "mean": sum(fresh) / seeds,
+                      "false_failures": sum(a < ce.THRESHOLD for a in fresh), "values": fresh},
+            "power": power}
+
+
+def render_cross_entropy(r: dict, seeds: int) -> str:
+    from autograder.lessons.lesson8 import cross_entropy as ce
+    ref, fresh = r["reference"], r["fresh"]
+    return "\n".join([
+        f"fit's accuracy after one epoch (05_cross_entropy; {ce.N_FIT} images, bs={ce.BS}, lr={ce.LR}):",
+        f"  grader's fit, shuffled, over seeds 0..{seeds - 1}: min {ref['min']:.4f}, max {ref['max']:.4f}, "
+        f"mean {ref['mean']:.5f}, sd {ref['sd']:.5f}; mean - z*sd = {ref['normal_bound']:.4f}",
+        f"  THRESHOLD {ce.THRESHOLD} {'<=' if ref['threshold_ok'] else '>'} both",
+        f"  a correct epoch written another way, seeds {seeds}..{2 * seeds - 1}: min {fresh['min']:.4f}, "
+        f"mean {fresh['mean']:.5f}, false failures {fresh['false_failures']}",
+        "  power: " + ", ".join(f"{k} {100 * p:.0f}%" for k, p in r["power"].items())])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1000, help="seeds per case (default 1000)")
+    parser.add_argument("--notebook", choices=("all", "05_cross_entropy"), default="all",
+                        help="05_cross_entropy: only fit's accuracy threshold (the slow part)")
+    parser.add_argument("--json", metavar="FILE", help="with --notebook 05_cross_entropy: every accuracy, as JSON")
     args = parser.parse_args(argv)
+    if args.notebook == "05_cross_entropy":
+        r = sweep_cross_entropy(args.seeds)
+        print(render_cross_entropy(r, args.seeds))
+        if args.json:
+            import json
+            with open(args.json, "w") as f:
+                json.dump(r, f)
+        return 0 if r["fresh"]["false_failures"] == 0 and r["reference"]["threshold_ok"] else 1
     start = time.perf_counter()
     results = sweep(args.seeds)
     print(render(results, args.seeds))
     more = sweep_init_pytorch(args.seeds)
     print("\n" + render_init_pytorch(more, args.seeds))
+    ce_results = sweep_cross_entropy(args.seeds)
+    print("\n" + render_cross_entropy(ce_results, args.seeds))
     total = sum(r["false_failures"] for r in (*results.values(), *more.values()))
+    total += ce_results["fresh"]["false_failures"] + (not ce_results["reference"]["threshold_ok"])
     print(
         f"\n{total} false failures in {args.seeds * (len(results) + len(more))} correct draws "
         f"({time.perf_counter() - start:.1f} s)"
