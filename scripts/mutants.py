@@ -171,6 +171,9 @@ EQUIVALENT.update({
      "return m.squeeze(1) + (x - m).exp().sum(-1).log()"): "m is (rows, 1): axis 1 is its last axis, of size 1",
     ("05_cross_entropy", "logsumexp", "return m.squeeze(-1) + (x - m).exp().sum(-1).log()",
      "return m.squeeze(-1) + (x - m).exp().sum(1).log()"): TWO_D,
+    ("05_cross_entropy", "logsumexp", "return m.squeeze(-1) + (x - m).exp().sum(-1).log()",
+     "return m.squeeze() + (x - m).exp().sum(-1).log()"):
+        "m is (rows, 1); with one row squeeze() leaves a 0-d max, which the (1,) sum broadcasts back to (1,)",
     ("05_cross_entropy", "stable_log_softmax", "return x - logsumexp(x).unsqueeze(-1)",
      "return x - logsumexp(x).unsqueeze(1)"): "logsumexp(x) is 1-d, so axis 1 and axis -1 are the same new last axis",
     ("05_cross_entropy", "nll", "return -logp[range(target.shape[0]), target].mean()",

@@ -323,12 +323,22 @@ def log_softmax(sub, *, seed: int = 10, sizes=LOG_SOFTMAX_SIZES) -> None:
 BIG_OFFSETS = (0.0, 150.0, 300.0, 420.0, -300.0, 800.0, -80.0, 95.0)
 
 
+def _spread(seed: int) -> torch.Tensor:
+    """Rows whose logits span a few hundred: only the row's maximum keeps every exponent
+    at most 0 (its minimum, or any other entry, makes some exp overflow)."""
+    ends = ((-200.0, 200.0), (-50.0, 350.0), (-400.0, 0.0))
+    rows = [torch.linspace(lo, hi, N_CLASSES) for lo, hi in ends]
+    x = torch.stack(rows)
+    return x[:, torch.randperm(N_CLASSES, generator=_gen(seed))]
+
+
 @lesson.exercise(NB, "logsumexp", 2, "logsumexp(x)", rule=NO_LOSSES, rule_hint=RULE_HINT)
 def logsumexp(sub, *, seed: int = 20, n: int = 64, offsets=BIG_OFFSETS) -> None:
     title = "logsumexp(x)"
     cases = [(_logits(n, seed), "ordinary logits"),
              (_logits(N_CLASSES, seed + 1), "as many rows as classes"),
-             (_logits(len(offsets), seed + 2, 3.0, offsets), "logits of a few hundred")]
+             (_logits(len(offsets), seed + 2, 3.0, offsets), "logits of a few hundred"),
+             (_spread(seed + 3), "rows spread over hundreds")]
     for x, what in cases:
         shown = f"{title} on {what}, x {shape_str(x.shape)}"
         got, (after,) = _call(sub, title, "logsumexp", x, hint=_size_hint(
