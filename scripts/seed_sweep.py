@@ -266,7 +266,11 @@ def render_init_pytorch(results: dict[str, dict], seeds: int) -> str:
 
 
 # ----------------------------------------------------------------------------- 05_cross_entropy
-# (self-contained: the accuracy threshold of fit, derived and then tried on fresh seeds)
+# (self-contained: the output layer's weights, and the accuracy threshold of fit, derived
+# and then tried on fresh seeds)
+CASES.append(Case("output_layer w2(50, 10)", 50, 10, "1/sqrt(n_in)", lambda i, o: 1 / math.sqrt(i)))
+
+
 def _student_style_fit(seed: int, *, sign: float = 1.0, zero: bool = True) -> float:
     """One epoch written another way than the grader's: its own max-trick cross-entropy,
     zeroing before the backward pass, p.sub_; in order for even seeds, shuffled for odd

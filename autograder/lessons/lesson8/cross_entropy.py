@@ -608,6 +608,9 @@ def _step_error_hint(error: dict) -> str | None:
     if "does not require grad and does not have a grad_fn" in evalue:
         return ("loss.backward() found nothing to differentiate: compute the loss outside "
                 "`torch.no_grad()`; only the update goes inside it.")
+    if "cannot assign" in evalue:
+        return ("Assigning a new tensor to a model's attribute replaces the parameter it trains: "
+                "update each parameter in place (p -= lr * p.grad) under `torch.no_grad()`.")
     if "NoneType" in evalue:
         return ("A parameter's .grad was None: call loss.backward() before the update, and update the "
                 "parameters in place (p -= ...) so that they stay the leaves autograd fills.")
