@@ -150,12 +150,17 @@ def test_new_figure_kinds_render_from_plain_numbers():
     assert figures.training_figure({"yours": [], "grader": []})[1].startswith("data:image/svg+xml")
 
 
-def test_threshold_is_below_what_the_docstring_derives():
-    """Is THRESHOLD below the minimum and the normal bound the fit check documents?"""
-    doc = ce.fit.__doc__
+def test_threshold_is_what_the_docstring_derives():
+    """Is THRESHOLD the documented minimum of the grader's runs minus z binomial sds,
+    rounded down, and below the normal bound on the runs too?"""
+    import math
+    from autograder.engine import stats
+    doc = " ".join(ce.fit.__doc__.split())
     low = float(re.search(r"from (0\.\d+) \(min\)", doc).group(1))
-    bound = float(re.search(r"z·sd .*?(0\.\d+)\)", doc, re.S).group(1))
-    assert ce.THRESHOLD <= min(low, bound)
+    bound = float(re.search(r"mean - z·sd = (0\.\d+)", doc).group(1))
+    derived = low - stats.normal_quantile(1 - stats.ALPHA) * math.sqrt(low * (1 - low) / 10_000)
+    assert low == ce.REFERENCE_MIN
+    assert derived - 0.005 < ce.THRESHOLD <= min(derived, bound)
 
 
 # ============================================================================= real notebooks

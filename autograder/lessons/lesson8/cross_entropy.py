@@ -55,9 +55,10 @@ from .fully_connected import W2_CONFUSIONS, judge_weights, mnist, normalized
 NB = "05_cross_entropy"
 N_CLASSES, NH, N_PIXELS = 10, 50, 784
 # One epoch of the fit check: the first N_FIT training images, batches of BS, rate LR.
-N_FIT, BS, LR = 20_000, 64, 0.1
+N_FIT, BS, LR = 20_000, 32, 0.05
 # Below this validation accuracy after one epoch, fit fails (derivation: fit's docstring).
-THRESHOLD = 0.92
+THRESHOLD = 0.885
+REFERENCE_MIN = 0.9052      # the lowest of the grader's 1,000 runs (fit's docstring)
 RTOL = 1e-4
 
 _BANNED_FUNCTIONAL = ("cross_entropy", "nll_loss", "log_softmax", "softmax")
@@ -837,20 +838,27 @@ def fit(sub, *, seed: int = 80, cases=COVER_CASES, train: bool = True) -> None:
     lr and model, and fit returns the steps' losses in order (exact).
 
     Then one epoch: fit trains the grader's 784-50-10 network (the lesson's init, seeded)
-    on the first N_FIT = 20,000 training images, bs = 64, lr = 0.1, with the student's own
+    on the first N_FIT = 20,000 training images, bs = 32, lr = 0.05, with the student's own
     sgd_step and cross_entropy, and the grader measures the validation accuracy (all 10,000
     images). Failing that, it runs again with the grader's sgd_step and cross_entropy: if
     that reaches the threshold, the mistake is theirs (charged there), not fit's.
 
-    The threshold, THRESHOLD = 0.92, comes from the grader's own runs: its reference fit
-    (F.cross_entropy, p -= lr * p.grad, in order) over the init seeds 0..999 reached
-    validation accuracies from 0.9265 (min) to 0.9395 (max), mean 0.93346, standard
-    deviation 0.00191. The threshold lies below both the minimum and the normal bound
-    mean - z·sd at the grader's false-alarm rate (z = 5.61 for ALPHA = 1e-8 one-sided:
-    0.9227), rounded down to 0.005. A correct fit trains exactly the grader's steps (the
-    same batches, in the same order, from the same state), so its accuracy is a draw from
-    that distribution; ``python scripts/seed_sweep.py`` re-runs the derivation and counts
-    false failures of a correct pipeline written another way over 1,000 fresh seeds.
+    The threshold comes from the grader's own runs. A correct fit may take the batches in
+    any order, and the order moves the accuracy after one epoch more than the init does, so
+    the grader's reference epoch (F.cross_entropy, p -= lr * p.grad) was run over the seeds
+    0..999, each with its own init and its own random order: validation accuracies from
+    0.9052 (min) to 0.9406, mean 0.93144, sd 0.00414 (in the lesson's order instead: from
+    0.9202). The accuracy is a proportion over N = 10,000 validation images, so even for a
+    fixed model it carries a binomial sd of sqrt(p(1 - p)/N) = 0.0029 at p = 0.9052; the
+    threshold is the minimum minus z = 5.61 of those sds (z for ALPHA = 1e-8, one-sided):
+    0.9052 - 0.0164 = 0.8888, rounded down to THRESHOLD = 0.885. It also lies below the
+    normal bound on the runs themselves, mean - z·sd = 0.9082 (their left tail is a little
+    heavier than normal: the minimum is below it). ``python scripts/seed_sweep.py``
+    re-runs the derivation, and a correct epoch written another way (its own cross-entropy,
+    p.sub_, zeroing before the backward pass, in order or shuffled) over the fresh seeds
+    1000..1999: lowest 0.9126, no false failure. With bs = 64 and lr = 0.1 the same
+    derivation gave a minimum of 0.8066: larger steps leave the last iterate far more
+    scattered, hence the smaller ones.
     """
     title = "fit(model, x, y, lr, bs)"
     for k, (n, bs) in enumerate(cases):
@@ -902,8 +910,8 @@ def _judge_epoch(sub, title: str, seed: int) -> None:
     if acc >= THRESHOLD:
         return
     raise Fail(f"{shown}: the validation accuracy is {acc:.4f}.",
-               f"The grader's own training from such a start reaches at least 0.9265 (1,000 seeds); "
-               f"below {THRESHOLD} the model did not learn what one epoch teaches"
+               f"The grader's own training from such starts, over 1,000 seeds and orders, never ends "
+               f"below {REFERENCE_MIN}; below {THRESHOLD} the model did not learn what one epoch teaches"
                + ("." if own is None or own == acc else f" (with your own sgd_step: {own:.4f})."),
                hint="Call sgd_step on every batch of the epoch, with the model, the batch and the lr you "
                     "were given." if acc < 0.5 else
