@@ -129,6 +129,7 @@ def test_judge_batches_names_each_mistake(batches, phrase):
 
 
 def test_judge_batches_accepts_every_row_once_in_any_order():
+    """Is a shuffled epoch (every row once, full batches, a smaller last one) accepted?"""
     ce.judge_batches("fit", _calls([[9, 1, 2, 3], [4, 5, 6, 7], [8, 0]]), 10, 4, 0.25)
 
 
