@@ -177,6 +177,12 @@ def figures_for(ev: dict) -> list[tuple[str, str]]:
         todo.append(lambda: figures.gradients_figure(ev["gradients"], ev.get("gradient_tolerance")))
     if ev.get("speed"):
         todo.append(lambda: figures.speed_figure(ev["speed"]))
+    if ev.get("overflow"):
+        todo.append(lambda: figures.overflow_figure(ev["overflow"]))
+    if ev.get("training"):
+        todo.append(lambda: figures.training_figure(ev["training"]))
+    if ev.get("confusion"):
+        todo.append(lambda: figures.confusion_figure(ev["confusion"]))
     out = []
     for draw in todo:
         try:
@@ -226,7 +232,7 @@ def feedback_outputs(records: list[dict]) -> list:
     for record in records:
         ev = record.get("evidence") or {}
         if not any(ev.get(k) for k in ("weights", "uniform", "layers", "normalize", "gradients", "speed",
-                                       "compare")):
+                                       "compare", "overflow", "training", "confusion")):
             continue
         kept = {k: record[k] for k in ("name", "title", "passed", "grader_error")}
         outs.append(new_output("display_data", data={MIME: {**kept, "evidence": ev}, "text/plain": PENDING}))

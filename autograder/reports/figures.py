@@ -18,7 +18,7 @@ import io
 import math
 
 __all__ = ["weights_figure", "uniform_figure", "layers_figure", "normalize_figure",
-           "gradients_figure", "speed_figure",
+           "gradients_figure", "speed_figure", "training_figure", "confusion_figure", "overflow_figure",
            "score_histogram", "pass_rate_figure"]
 
 YOURS, EXPECTED, OTHER, BAD = "#1f6fb4", "#d4572a", "#8c8c8c", "#b8322a"
@@ -289,6 +289,98 @@ def speed_figure(speed: dict) -> tuple[str, str]:
     ax.set_title("The speed ladder: each step hands a loop to PyTorch", loc="left")
     return "Time of each matmul version against PyTorch's @ (log scale): " + ", ".join(
         f"{SPEED_LABELS[k]} {_duration(times[k])}" for k in order), _uri(fig)
+
+
+@_styled
+def training_figure(training: dict) -> tuple[str, str]:
+    """The training loss over the steps of the student's epoch, against the grader's own
+    epoch from the same start; the accuracies and the threshold in the title."""
+    fig, (ax,) = _figure(5.6, 2.8)
+    every = max(1, int(training.get("every") or 1))
+    for key, label, color, lw, ls in (("yours", "your fit", YOURS, 2.2, "-"),
+                                      ("grader", "grader's fit", EXPECTED, 1.1, "--")):
+        values = [v if isinstance(v, (int, float)) and math.isfinite(v) else float("nan")
+                  for v in training.get(key) or []]
+        ax.plot([every * (k + 0.5) for k in range(len(values))], values, color=color, lw=lw, ls=ls,
+                label=label)
+    ax.axhline(math.log(10), color="#cccccc", lw=0.8, zorder=0)
+    ax.annotate("log 10: a uniform guess", (0, math.log(10)), xytext=(2, 2), textcoords="offset points",
+                fontsize=6.5, color=OTHER)
+    ax.set_xlabel(_plain(f"step (batches of {training.get('bs')}, lr {training.get('lr')}, "
+                         f"{training.get('images')} images; running mean over {every} steps)"))
+    ax.set_ylabel("cross-entropy")
+    ax.set_ylim(bottom=0)
+    acc, ref, thr = training.get("accuracy"), training.get("grader_accuracy"), training.get("threshold")
+    ax.set_title(_plain(f"Training loss: validation accuracy {_fmt(acc)} (grader's {_fmt(ref)}; "
+                        f"needed {_fmt(thr)})"), loc="left")
+    ax.legend(loc="upper right")
+    return (f"Training loss over the steps of your fit against the grader's; validation accuracy "
+            f"{_fmt(acc)}, the grader's {_fmt(ref)}, threshold {_fmt(thr)}"), _uri(fig)
+
+
+@_styled
+def confusion_figure(confusion: dict) -> tuple[str, str]:
+    """The confusion matrix of the trained model on the validation digits, and a few of
+    the digits it got wrong with what it read."""
+    digits = confusion.get("digits") or []
+    import matplotlib
+    from matplotlib.figure import Figure
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(6.4, 3.2), layout="constrained")
+        grid = fig.add_gridspec(2, 6, width_ratios=[1.1, 1.1, 1.1, 0.5, 0.5, 0.5])
+        ax = fig.add_subplot(grid[:, :3])
+        small = [fig.add_subplot(grid[k // 3, 3 + k % 3]) for k in range(min(6, len(digits)))]
+    matrix = confusion["matrix"]
+    ax.imshow([[math.log1p(v) for v in row] for row in matrix], cmap="Blues")
+    for i, row in enumerate(matrix):
+        for j, v in enumerate(row):
+            if v and i != j:
+                ax.annotate(str(v), (j, i), ha="center", va="center", fontsize=5.5, color=BAD)
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("label")
+    ax.set_title(_plain(f"Validation digits: accuracy {_fmt(confusion.get('accuracy'))}"), loc="left")
+    for a, d in zip(small, digits):
+        a.imshow(d["pixels"], cmap="gray_r")
+        a.set_xticks([])
+        a.set_yticks([])
+        a.set_title(_plain(f"{d['label']} read as {d['pred']}"), fontsize=7, color=BAD)
+    wrong = ", ".join(f"{d['label']} read as {d['pred']}" for d in digits)
+    return (f"Confusion matrix of your trained model on the validation digits (off-diagonal counts "
+            f"in red); some digits it got wrong: {wrong}"), _uri(fig)
+
+
+@_styled
+def overflow_figure(overflow: dict) -> tuple[str, str]:
+    """logsumexp of rows whose largest logit grows: the naive formula in float32 overflows
+    to inf; the max trick, and the student's version, stay on the line."""
+    fig, (ax,) = _figure(5.4, 2.8)
+    xs = overflow["largest"]
+    top = max(xs) * 1.15 + 10
+
+    def finite(values):
+        return [v if isinstance(v, (int, float)) else float("nan") for v in values]
+    ax.plot(xs, finite(overflow["stable"]), color=EXPECTED, lw=1.4, label="stable (max trick)")
+    naive = finite(overflow["naive"])
+    ax.plot(xs, naive, color=OTHER, lw=1.2, ls="--", label="naive log(sum(exp(x))), float32")
+    lost = [x for x, v in zip(xs, overflow["naive"]) if not isinstance(v, (int, float))]
+    if lost:
+        ax.scatter(lost, [top] * len(lost), marker="^", color=OTHER, s=14, label="naive: inf")
+    ax.plot(xs, finite(overflow["yours"]), marker="o", ms=3.5, lw=0, color=YOURS, label="yours")
+    bad = [x for x, v in zip(xs, overflow["yours"]) if not isinstance(v, (int, float))]
+    if bad:
+        ax.scatter(bad, [top] * len(bad), marker="x", color=BAD, s=24, label="yours: inf or nan")
+    ax.axvline(88.72, color="#cccccc", lw=0.8, zorder=0)
+    ax.annotate("e^88.7: float32's largest", (88.72, 0), xytext=(3, 3), textcoords="offset points",
+                fontsize=6.5, color=OTHER)
+    ax.set_xlabel("largest logit of the row")
+    ax.set_ylabel("logsumexp of the row")
+    ax.set_title("Where exp overflows: the max trick keeps logsumexp finite", loc="left")
+    ax.legend(loc="upper left")
+    return ("logsumexp of rows whose largest logit grows from 0 to " + f"{max(xs):g}: the naive formula "
+            f"overflows beyond 88.7; yours " + ("gives inf or nan at " + ", ".join(f"{x:g}" for x in bad)
+                                                 if bad else "stays finite")), _uri(fig)
 
 
 @_styled
