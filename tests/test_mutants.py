@@ -212,6 +212,7 @@ def test_a_visible_change_is_killed_by_its_exercise(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long   # the whole mutation run (minutes): its own CI step
 def test_every_non_equivalent_mutant_is_killed(tmp_path):
     """Does every mutant of every notebook's solutions that is not listed as equivalent
     fail at least one exercise, does every listed one pass, with no grader error and no

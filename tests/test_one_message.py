@@ -35,7 +35,7 @@ from autograder.engine import registry as checks
 from autograder.engine.grade import identify
 from autograder.engine.notebook import read_notebook
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]   # ~8 min on a quiet machine: its own CI step
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "tests" / "submissions").glob("*.ipynb")) + sorted((ROOT / "examples").glob("*.ipynb"))
