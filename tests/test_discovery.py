@@ -16,6 +16,20 @@ from autograder.engine.errors import GraderError
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def restored_catalogue():
+    """Each test's lessons leave the process's catalogue as it was (other tests count it)."""
+    from autograder.engine import evidence
+    saved = (dict(registry.EXERCISES), {k: list(v) for k, v in registry.NOTEBOOKS.items()},
+             dict(registry.LESSONS), dict(registry.PREFETCH), dict(evidence.EXTRAS),
+             dict(discovery._folders))
+    yield
+    for target, value in zip((registry.EXERCISES, registry.NOTEBOOKS, registry.LESSONS,
+                              registry.PREFETCH, evidence.EXTRAS, discovery._folders), saved):
+        target.clear()
+        target.update(value)
+
+
 def _lesson(folder: Path, name: str, exercises: dict[str, str]) -> Path:
     """A lesson package in ``folder`` declaring ``exercises`` (grade_id -> notebook)."""
     folder.mkdir(parents=True)
