@@ -224,8 +224,11 @@ CASES = [(nb, spelling) for nb in CHEATS for spelling in SPELLINGS]
 def test_every_notebook_with_a_rule_has_every_spelling():
     """Does every notebook whose exercises have a from-scratch rule get all six spellings,
     each on an exercise that has a rule?"""
-    with_rules = {ex.notebook for ex in checks.EXERCISES.values() if ex.rule is not None}
-    assert set(CHEATS) == with_rules
+    with_rules = {ex.notebook for ex in checks.EXERCISES.values() if ex.rule is not None
+                  and ex.lesson == "lesson8"}
+    # 05_cross_entropy wires its losses and softmaxes itself while the student's code runs
+    # (autograder/lessons/lesson8/cross_entropy.py); tests/test_cross_entropy.py proves it.
+    assert set(CHEATS) == with_rules - {"05_cross_entropy"}
     for notebook, table in CHEATS.items():
         assert set(table) == set(SPELLINGS), notebook
         for exercise, *_ in table.values():
