@@ -40,6 +40,7 @@ MARKERS = ("BEGIN HIDDEN TESTS", "BEGIN SOLUTION")
 # The kit's own code that names the markers (to strip them, or to refuse them), never content.
 # The package's long description (the README) describes them in prose.
 MARKER_CODE = {"autograder/frontends/release.py", "autograder/frontends/nbgrader/plugin.py",
+               "autograder/frontends/mutate.py", "autograder/frontends/gradescope/bundle.py",
                "foundations_autograder-0.1.0.dist-info/METADATA"}
 
 
