@@ -335,7 +335,7 @@ def test_check_in_a_kernel_namespace_fails_every_spelling(spelling):
     cells = ["import math, torch\nfrom torch import nn\n", earlier or "", source]
     ns = {"__name__": "__main__", "check": autograder.check, "In": ["", *cells]}
     for i, cell in enumerate(cells):        # each cell compiled from its own file, as IPython does
-        exec(compile(cell, f"/tmp/ipykernel_0/cell{i}.py", "exec"), ns)
+        exec(compile(cell, f"<ipykernel cell {i}>", "exec"), ns)
     with pytest.raises(autograder.CheckFailed) as info:
         exec(f'check("{exercise}")', ns)
     assert f"`{name}` (called at line" in str(info.value) and RULE_PHRASE in str(info.value)

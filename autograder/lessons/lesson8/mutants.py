@@ -148,29 +148,5 @@ EQUIVALENT.update({
 })
 
 
-# 05_cross_entropy (kept in a block of its own)
-TWO_D = "x is (rows, classes), 2-d: axis 1 is its last axis, -1"
-EQUIVALENT.update({
-    ("05_cross_entropy", "log_softmax", "return (x.exp() / x.exp().sum(-1, keepdim=True)).log()",
-     "return (x.exp() / x.exp().sum(1, keepdim=True)).log()"): TWO_D,
-    ("05_cross_entropy", "logsumexp", "m = x.max(-1, keepdim=True)[0]", "m = x.max(1, keepdim=True)[0]"): TWO_D,
-    ("05_cross_entropy", "logsumexp", "return m.squeeze(-1) + (x - m).exp().sum(-1).log()",
-     "return m.squeeze(1) + (x - m).exp().sum(-1).log()"): "m is (rows, 1): axis 1 is its last axis, of size 1",
-    ("05_cross_entropy", "logsumexp", "return m.squeeze(-1) + (x - m).exp().sum(-1).log()",
-     "return m.squeeze(-1) + (x - m).exp().sum(1).log()"): TWO_D,
-    ("05_cross_entropy", "logsumexp", "return m.squeeze(-1) + (x - m).exp().sum(-1).log()",
-     "return m.squeeze() + (x - m).exp().sum(-1).log()"):
-        "m is (rows, 1); with one row squeeze() leaves a 0-d max, which the (1,) sum broadcasts back to (1,)",
-    ("05_cross_entropy", "stable_log_softmax", "return x - logsumexp(x).unsqueeze(-1)",
-     "return x - logsumexp(x).unsqueeze(1)"): "logsumexp(x) is 1-d, so axis 1 and axis -1 are the same new last axis",
-    ("05_cross_entropy", "nll", "return -logp[range(target.shape[0]), target].mean()",
-     "return -logp[range(target.shape[-1]), target].mean()"): "target is 1-d: its axis -1 is its axis 0",
-    ("05_cross_entropy", "accuracy", "return (out.argmax(dim=1) == yb).float().mean()",
-     "return (out.argmax(dim=-1) == yb).float().mean()"): "out is (rows, classes), 2-d: dim -1 is dim 1",
-    ("05_cross_entropy", "fit", "losses.append(loss.item())", "losses.append(loss)"):
-        "a list of one-element tensors holds the same losses as their .item(); fit's list may hold either",
-})
-
-
 lesson.equivalent_mutants.update(EQUIVALENT)
 lesson.equivalent_variable_mutants.update(EQUIVALENT_VARIABLES)
